@@ -1,0 +1,99 @@
+"""One cell of a grid: everything that decides what a training run does, and its key.
+
+A cell is plain data. The trainer reads it top to bottom; the grid builds it from YAML; MLflow
+stores it as params and tags; `cell_key` identifies it for resume and for the work queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEDULE_KINDS = ("fixed", "adaloss", "linear")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How sigma evolves. Sigmas are in pixels of a `sigma_ref`-wide frame (the paper's 256) and
+    are scaled to heatmap pixels by the trainer; `sigma_ref=None` means heatmap pixels already.
+
+    kind: "fixed" uses `sigma`; "adaloss" and "linear" start at `sigma0` (None: a quarter of the
+        heatmap's side, DESIGN.md's default) and never go below `sigma_min` (heatmap pixels).
+    window, rho, max_step, restrict: the Adaloss rule's parameters (DESIGN.md).
+    unit: "epoch" steps the schedule once per epoch with the epoch's mean loss; "iteration" steps
+        it once per batch (the paper's iteration-window variant).
+    k: the linear decay's step per epoch, in the same units as `sigma`.
+    """
+
+    kind: str
+    sigma: float | None = None
+    sigma0: float | None = None
+    sigma_min: float = 1.0
+    window: int = 3
+    rho: float = 0.9
+    max_step: float | None = None
+    restrict: bool = True
+    unit: str = "epoch"
+    k: float | None = None
+    sigma_ref: int | None = 256
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """A single training run.
+
+    grid: the grid's name (MLflow experiment). task: a name known to `bench.tasks`.
+    method: the grid's label for the schedule ("sigma5", "adaloss", ...).
+    profile: "smoke" | "quick" | "paper": dataset sizes, model width, default epochs.
+    data_source: "synthetic" or a path to real data in the task's format.
+    extra: free-form task/model overrides from the grid file (kept in the key).
+    """
+
+    grid: str
+    task: str
+    method: str
+    schedule: ScheduleConfig
+    lr: float
+    seed: int
+    profile: str
+    epochs: int
+    batch_size: int
+    data_source: str = "synthetic"
+    checkpoint_every: int = 5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-JSON view (for config.json and the key)."""
+        return asdict(self)
+
+    def to_params(self) -> dict[str, str]:
+        """Flat `schedule.rho`-style strings for MLflow params."""
+        flat: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(f"{prefix}{key}.", item)
+            else:
+                flat[prefix[:-1]] = json.dumps(value) if not isinstance(value, str) else value
+
+        walk("", self.to_dict())
+        return flat
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellConfig:
+        values = dict(data)
+        values["schedule"] = ScheduleConfig(**values["schedule"])
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown cell fields: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def cell_key(cell: CellConfig) -> str:
+    """A 16-hex-digit hash of the cell's full config (sorted-key JSON), stable across runs."""
+    payload = json.dumps(cell.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
