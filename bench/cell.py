@@ -61,7 +61,6 @@ class CellConfig:
     epochs: int
     batch_size: int
     data_source: str = "synthetic"
-    checkpoint_every: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
