@@ -1,0 +1,1 @@
+"""Adaloss: adaptive Gaussian heatmap targets for landmark localization."""
