@@ -1,0 +1,241 @@
+"""Image-formation primitives shared by the synthetic generators.
+
+Everything works on float32 numpy arrays and takes its randomness from a `numpy.random.Generator`,
+so a generator that draws its scenes in a fixed order produces the same bytes for the same seed.
+
+Geometry follows DESIGN.md: points are `(x, y)` in pixels of the array being drawn into, the centre
+of pixel (row i, col j) is at x=j, y=i. Shapes are drawn as anti-aliased *coverage* maps (H, W) in
+[0, 1] (the fraction of each pixel covered, from a one-pixel linear ramp on the signed distance to
+the shape's boundary), then composited with `paint`. Each coverage function evaluates only the
+shape's bounding box, so drawing a small shape into a large canvas costs little.
+
+Array shapes:
+    fields / images (N, H, W) or (N, C, H, W); a single canvas (H, W) or (C, H, W);
+    polylines (P, 2); polygons (V, 2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
+
+FloatArray = NDArray[np.float32]
+
+
+def smooth_field(
+    rng: np.random.Generator, n: int, size: tuple[int, int], correlation_px: float
+) -> FloatArray:
+    """(n, H, W) zero-mean, unit-variance Gaussian random fields.
+
+    White noise low-pass filtered in the Fourier domain with a Gaussian kernel of standard
+    deviation `correlation_px` pixels, so structures are about that wide. The fields are periodic
+    (the FFT wraps around), which is invisible in a texture.
+    """
+    h, w = size
+    noise = rng.standard_normal((n, h, w)).astype(np.float32)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    transfer = np.exp(-2.0 * np.pi**2 * correlation_px**2 * (fx**2 + fy**2))
+    field = np.fft.irfft2(np.fft.rfft2(noise) * transfer, s=(h, w)).astype(np.float32)
+    field -= field.mean(axis=(1, 2), keepdims=True)
+    std = field.std(axis=(1, 2), keepdims=True)
+    return field / np.maximum(std, np.float32(1e-12))
+
+
+def fractal_field(
+    rng: np.random.Generator,
+    n: int,
+    size: tuple[int, int],
+    correlation_px: float,
+    octaves: int = 4,
+    persistence: float = 0.5,
+) -> FloatArray:
+    """(n, H, W) unit-variance sum of `octaves` smooth fields.
+
+    Octave o has correlation `correlation_px / 2**o` and weight `persistence**o`: large smooth
+    shapes with finer detail on top, the usual model of tissue, skin or cloth texture.
+    """
+    total = np.zeros((n, *size), dtype=np.float32)
+    for octave in range(octaves):
+        scale = max(correlation_px / 2**octave, 0.5)
+        total += np.float32(persistence**octave) * smooth_field(rng, n, size, scale)
+    total -= total.mean(axis=(1, 2), keepdims=True)
+    return total / np.maximum(total.std(axis=(1, 2), keepdims=True), np.float32(1e-12))
+
+
+def gaussian_blur(images: FloatArray, sigma_px: float | ArrayLike) -> FloatArray:
+    """Blur the last two axes of `images` (N, H, W) or (N, C, H, W) with a Gaussian.
+
+    sigma_px: a scalar, or (N,) one standard deviation per image (pixels); 0 leaves an image as
+    it is. Borders are reflected, so a blurred frame does not darken at its edges.
+    """
+    sigmas = np.broadcast_to(np.asarray(sigma_px, dtype=np.float64), (images.shape[0],))
+    lead = (0.0,) * (images.ndim - 3)
+    out = np.empty_like(images)
+    for i, sigma in enumerate(sigmas):
+        if sigma > 0:
+            out[i] = ndimage.gaussian_filter(images[i], (*lead, sigma, sigma), mode="reflect")
+        else:
+            out[i] = images[i]
+    return out
+
+
+def poisson_gaussian_noise(
+    rng: np.random.Generator,
+    images: FloatArray,
+    photons: float | ArrayLike,
+    read_noise: float | ArrayLike,
+) -> FloatArray:
+    """Signal-dependent detector noise on intensities in [0, 1], clipped back to [0, 1].
+
+    Each pixel becomes `Poisson(I * photons) / photons + Normal(0, read_noise)`: shot noise whose
+    variance `I / photons` grows with the signal (X-ray quanta, low-light photons), plus the
+    electronics' constant read noise. photons, read_noise: scalars or (N,) per image.
+    """
+    per_image = (images.shape[0],) + (1,) * (images.ndim - 1)
+    photons_arr = np.broadcast_to(np.asarray(photons, dtype=np.float64), images.shape[:1])
+    read_arr = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), images.shape[:1])
+    scale = photons_arr.reshape(per_image)
+    counts = rng.poisson(np.clip(images, 0.0, None) * scale)
+    noisy = counts / scale + rng.standard_normal(images.shape) * read_arr.reshape(per_image)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def paint(
+    canvas: FloatArray, coverage: FloatArray, value: float | ArrayLike, opacity: float = 1.0
+) -> None:
+    """Composite `value` over `canvas` in place where `coverage` (H, W) is non-zero.
+
+    canvas: (H, W) with a scalar value, or (C, H, W) with a scalar or a (C,) colour.
+    `canvas = canvas * (1 - a) + value * a` with `a = opacity * coverage`.
+    """
+    alpha = np.float32(opacity) * coverage
+    if canvas.ndim == 2:
+        canvas += alpha * (np.float32(value) - canvas)
+        return
+    colour = np.broadcast_to(np.asarray(value, dtype=np.float32), (canvas.shape[0],))
+    canvas += alpha[None] * (colour[:, None, None] - canvas)
+
+
+def _box(
+    lo: NDArray[np.float64], hi: NDArray[np.float64], size: tuple[int, int]
+) -> tuple[slice, slice, FloatArray, FloatArray] | None:
+    """Pixel-centre grids (h, w) covering [lo, hi] (x, y) clipped to the image; None if empty."""
+    h, w = size
+    x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
+    x1, y1 = min(int(np.ceil(hi[0])) + 1, w), min(int(np.ceil(hi[1])) + 1, h)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    return slice(y0, y1), slice(x0, x1), xs, ys
+
+
+def _ramp(signed_distance: FloatArray) -> FloatArray:
+    """Coverage from the signed distance to a boundary (positive inside): a one-pixel ramp."""
+    return np.clip(signed_distance + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def polyline_coverage(
+    points: ArrayLike, width: float | ArrayLike, size: tuple[int, int]
+) -> FloatArray:
+    """(H, W) coverage of a thick polyline with round joins and caps.
+
+    points: (P, 2) vertices (x, y), P >= 2. width: full stroke width in pixels, a scalar or (P,)
+    per vertex (interpolated linearly along each segment, for tapered tools and vessels).
+    Strokes thinner than a pixel keep their total intensity: coverage is scaled down by the width
+    rather than vanishing, as a sub-pixel wire does on a detector.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    widths = np.broadcast_to(np.asarray(width, dtype=np.float64), (pts.shape[0],))
+    out = np.zeros(size, dtype=np.float32)
+    half_max = widths.max() / 2.0 + 1.0
+    box = _box(pts.min(axis=0) - half_max, pts.max(axis=0) + half_max, size)
+    if box is None:
+        return out
+    rows, cols, xs, ys = box
+    a, b = pts[:-1], pts[1:]
+    seg = b - a
+    seg_len2 = np.maximum((seg**2).sum(axis=1), 1e-12)
+    best = np.full(xs.shape, -np.inf, dtype=np.float32)
+    for i in range(a.shape[0]):
+        # projection parameter of each pixel centre on segment i, clamped to the segment
+        t = ((xs - a[i, 0]) * seg[i, 0] + (ys - a[i, 1]) * seg[i, 1]) / seg_len2[i]
+        t = np.clip(t, 0.0, 1.0)
+        dist = np.hypot(xs - (a[i, 0] + t * seg[i, 0]), ys - (a[i, 1] + t * seg[i, 1]))
+        half = np.maximum((widths[i] + t * (widths[i + 1] - widths[i])) / 2.0, 0.5)
+        np.maximum(best, (half - dist).astype(np.float32), out=best)
+    coverage = _ramp(best)
+    thin = np.minimum(widths.mean(), 1.0)
+    out[rows, cols] = coverage * np.float32(thin)
+    return out
+
+
+def polygon_coverage(vertices: ArrayLike, size: tuple[int, int]) -> FloatArray:
+    """(H, W) coverage of a filled simple polygon; vertices (V, 2) (x, y), V >= 3, either order.
+
+    Inside/outside by the crossing-number rule, anti-aliased by the distance to the nearest edge.
+    """
+    verts = np.asarray(vertices, dtype=np.float64)
+    out = np.zeros(size, dtype=np.float32)
+    box = _box(verts.min(axis=0) - 1.0, verts.max(axis=0) + 1.0, size)
+    if box is None:
+        return out
+    rows, cols, xs, ys = box
+    a, b = verts, np.roll(verts, -1, axis=0)
+    inside = np.zeros(xs.shape, dtype=bool)
+    dist = np.full(xs.shape, np.inf, dtype=np.float32)
+    for i in range(a.shape[0]):
+        (ax, ay), (bx, by) = a[i], b[i]
+        straddles = (ay > ys) != (by > ys)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_cross = ax + (ys - ay) * (bx - ax) / (by - ay)
+        inside ^= straddles & (xs < x_cross)
+        ex, ey = bx - ax, by - ay
+        t = np.clip(((xs - ax) * ex + (ys - ay) * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
+        np.minimum(dist, np.hypot(xs - ax - t * ex, ys - ay - t * ey).astype(np.float32), out=dist)
+    out[rows, cols] = _ramp(np.where(inside, dist, -dist))
+    return out
+
+
+def ellipse_coverage(
+    centre: ArrayLike, axes: ArrayLike, angle: float, size: tuple[int, int]
+) -> FloatArray:
+    """(H, W) coverage of a filled ellipse.
+
+    centre (x, y); axes (a, b) semi-axes in pixels along the ellipse's own x and y; angle in
+    radians, counter-clockwise on screen (y down, so positive angles turn x towards -y).
+    The signed distance uses the first-order estimate (1 - r) / |grad r| of the normalised
+    radius r, exact on a circle and within a fraction of a pixel for the ellipses drawn here.
+    """
+    cx, cy = (float(v) for v in np.asarray(centre, dtype=np.float64))
+    ax_a, ax_b = (max(float(v), 1e-3) for v in np.asarray(axes, dtype=np.float64))
+    out = np.zeros(size, dtype=np.float32)
+    reach = max(ax_a, ax_b) + 1.0
+    box = _box(np.array([cx - reach, cy - reach]), np.array([cx + reach, cy + reach]), size)
+    if box is None:
+        return out
+    rows, cols, xs, ys = box
+    cos, sin = np.cos(angle), np.sin(angle)
+    u = (xs - cx) * cos - (ys - cy) * sin
+    v = (xs - cx) * sin + (ys - cy) * cos
+    r = np.sqrt((u / ax_a) ** 2 + (v / ax_b) ** 2)
+    grad = np.sqrt((u / ax_a**2) ** 2 + (v / ax_b**2) ** 2) / np.maximum(r, 1e-9)
+    signed = (1.0 - r) / np.maximum(grad, 1e-9)
+    # at the centre r -> 0 and the estimate degenerates; the centre is deep inside anyway
+    signed = np.where(r < 1e-6, min(ax_a, ax_b), signed)
+    out[rows, cols] = _ramp(signed.astype(np.float32))
+    return out
+
+
+def rescale_points(
+    points: ArrayLike, src_size: tuple[int, int], dst_size: tuple[int, int]
+) -> NDArray[np.float64]:
+    """(..., 2) points (x, y) from an (H, W) = src_size frame to a dst_size frame.
+
+    DESIGN.md's pixel-centre mapping `u = (x + 0.5) * W_dst / W_src - 0.5` (same for y with H),
+    so a scene laid out in the reference frame is drawn straight into a smaller image.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    scale = np.array([dst_size[1] / src_size[1], dst_size[0] / src_size[0]])
+    return (pts + 0.5) * scale - 0.5
