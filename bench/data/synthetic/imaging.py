@@ -227,15 +227,3 @@ def ellipse_coverage(
     out[rows, cols] = _ramp(signed.astype(np.float32))
     return out
 
-
-def rescale_points(
-    points: ArrayLike, src_size: tuple[int, int], dst_size: tuple[int, int]
-) -> NDArray[np.float64]:
-    """(..., 2) points (x, y) from an (H, W) = src_size frame to a dst_size frame.
-
-    DESIGN.md's pixel-centre mapping `u = (x + 0.5) * W_dst / W_src - 0.5` (same for y with H),
-    so a scene laid out in the reference frame is drawn straight into a smaller image.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    scale = np.array([dst_size[1] / src_size[1], dst_size[0] / src_size[0]])
-    return (pts + 0.5) * scale - 0.5
