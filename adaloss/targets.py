@@ -1,0 +1,174 @@
+"""Gaussian heatmap targets and the mapping of points between resolutions.
+
+Conventions (DESIGN.md): points are ``(x, y)`` or ``(x, y, z)``, 0-based, and the centre of
+pixel ``(row i, col j)`` is ``x = j, y = i`` (``z`` indexes the depth axis of a volume).
+Sizes are ``(H, W)`` or ``(D, H, W)``, so coordinate ``c`` of a point runs along size axis
+``len(size) - 1 - c``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+NORMALIZE_CHOICES = (None, "mean")
+
+_RENDER_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def render_heatmaps(
+    points: Tensor,
+    sigma: float | Tensor,
+    size: Sequence[int],
+    *,
+    normalize: str | None = None,
+) -> Tensor:
+    """Render one unnormalised Gaussian per point, ``exp(-|p - c|^2 / (2 sigma^2))``.
+
+    Args:
+        points: (B, K, D) or (B, K, N, D) in heatmap pixels, ``D = len(size)``; N instances of
+            each landmark combine by max. A point with any NaN coordinate renders nothing.
+        sigma: a float, or a (K,) tensor with one width per landmark, in heatmap pixels.
+        size: (H, W) or (D, H, W).
+        normalize: None, or "mean" to divide each (b, k) heatmap by its mean (the paper's face
+            targets); an all-zero heatmap stays zero.
+
+    Returns:
+        (B, K, *size) heatmaps with the dtype and device of ``points``; the peak is 1 at a point
+        that lies on a pixel centre.
+    """
+    if normalize not in NORMALIZE_CHOICES:
+        raise ValueError(
+            f"normalize={normalize!r} is not supported; use one of {NORMALIZE_CHOICES}"
+        )
+    size = _check_size(size, "size")
+    instances = _as_instances(points, len(size))
+    num_landmarks = instances.shape[1]
+    # Half-precision coordinates cannot resolve (j - x)^2 at 256 px: build the 1-D factors in
+    # float32 (float64 stays float64) and cast only the factors, which lie in [0, 1].
+    compute_dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
+    coords = instances.to(compute_dtype)
+    widths = _landmark_sigmas(sigma, num_landmarks, coords.device, compute_dtype)
+
+    present = ~torch.isnan(coords).any(dim=-1)  # (B, K, N)
+    coords = torch.nan_to_num(coords, nan=0.0)
+    factors = [
+        _gaussian_factor(coords[..., len(size) - 1 - axis], widths, extent).to(points.dtype)
+        for axis, extent in enumerate(size)
+    ]
+    factors[0] = factors[0] * present.unsqueeze(-1).to(points.dtype)
+    heatmaps = _outer_product(factors)  # (B, K, N, *size)
+    heatmaps = heatmaps.squeeze(2) if heatmaps.shape[2] == 1 else heatmaps.amax(dim=2)
+    if normalize == "mean":
+        heatmaps = _divide_by_mean(heatmaps, len(size))
+    return heatmaps
+
+
+def rescale_points(points: Tensor, src_size: Sequence[int], dst_size: Sequence[int]) -> Tensor:
+    """Map points between resolutions: ``u = (x + 0.5) * W_dst / W_src - 0.5`` on each axis.
+
+    x scales with the widths, y with the heights and z with the depths. Rescaling back with the
+    sizes swapped is the exact inverse (up to rounding). NaN coordinates stay NaN.
+
+    Args:
+        points: (..., D) with ``D = len(src_size) = len(dst_size)``.
+        src_size: the (H, W) or (D, H, W) the points are given in.
+        dst_size: the (H, W) or (D, H, W) to express them in.
+
+    Returns:
+        (..., D) points with the dtype and device of ``points``.
+    """
+    src = _check_size(src_size, "src_size")
+    dst = _check_size(dst_size, "dst_size")
+    if len(src) != len(dst):
+        raise ValueError(f"src_size {src} and dst_size {dst} must have the same number of axes")
+    if not points.is_floating_point() or points.ndim < 1 or points.shape[-1] != len(src):
+        raise ValueError(
+            f"points must be a floating tensor (..., {len(src)}) for sizes of {len(src)} axes, "
+            f"got {points.dtype} {tuple(points.shape)}"
+        )
+    compute_dtype = torch.float64 if points.dtype == torch.float64 else torch.float32
+    # Coordinate c runs along size axis D-1-c: x with widths, y with heights, z with depths.
+    scale = torch.tensor(
+        [d / s for s, d in zip(reversed(src), reversed(dst), strict=True)],
+        dtype=compute_dtype,
+        device=points.device,
+    )
+    return ((points.to(compute_dtype) + 0.5) * scale - 0.5).to(points.dtype)
+
+
+def _check_size(size: Sequence[int], name: str) -> tuple[int, ...]:
+    """Validate a spatial size of 2 or 3 positive integers."""
+    dims = tuple(size)
+    if len(dims) not in (2, 3) or not all(isinstance(n, int) and n > 0 for n in dims):
+        raise ValueError(f"{name} must be (H, W) or (D, H, W) of positive ints, got {size!r}")
+    return dims
+
+
+def _as_instances(points: Tensor, num_axes: int) -> Tensor:
+    """Return points as (B, K, N, D), adding N = 1 to single-instance (B, K, D) input."""
+    if not isinstance(points, Tensor) or points.dtype not in _RENDER_DTYPES:
+        raise ValueError(
+            "points must be a float16, bfloat16, float32 or float64 tensor, got "
+            f"{getattr(points, 'dtype', type(points).__name__)}"
+        )
+    if points.ndim not in (3, 4) or points.shape[-1] != num_axes:
+        raise ValueError(
+            f"points must be (B, K, {num_axes}) or (B, K, N, {num_axes}) to match a size of "
+            f"{num_axes} axes, got {tuple(points.shape)}"
+        )
+    return points.unsqueeze(2) if points.ndim == 3 else points
+
+
+def _landmark_sigmas(
+    sigma: float | Tensor, num_landmarks: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """Return sigma as a (K,) tensor of positive finite widths."""
+    widths = torch.as_tensor(sigma, dtype=dtype, device=device)
+    if widths.ndim == 0:
+        widths = widths.expand(num_landmarks)
+    if widths.shape != (num_landmarks,):
+        raise ValueError(
+            f"sigma must be a float or a ({num_landmarks},) tensor (one per landmark), "
+            f"got shape {tuple(widths.shape)}"
+        )
+    if not bool(torch.isfinite(widths).all()) or not bool((widths > 0).all()):
+        raise ValueError(f"sigma must be positive and finite, got {widths.tolist()}")
+    return widths
+
+
+def _gaussian_factor(centres: Tensor, widths: Tensor, extent: int) -> Tensor:
+    """1-D Gaussian factors along one axis.
+
+    Args:
+        centres: (B, K, N) coordinates along the axis.
+        widths: (K,) sigmas.
+        extent: the number of pixels along the axis.
+
+    Returns:
+        (B, K, N, extent) values ``exp(-(i - centre)^2 / (2 sigma^2))``.
+    """
+    grid = torch.arange(extent, dtype=centres.dtype, device=centres.device)
+    offsets = grid - centres.unsqueeze(-1)
+    return torch.exp(-(offsets**2) / (2.0 * widths.square()[None, :, None, None]))
+
+
+def _outer_product(factors: list[Tensor]) -> Tensor:
+    """Outer product over the last axis of per-axis factors (B, K, N, S_a) -> (B, K, N, *S)."""
+    product = factors[0]
+    for factor in factors[1:]:
+        product = product.unsqueeze(-1) * factor.reshape(
+            *factor.shape[:3], *([1] * (product.ndim - 3)), factor.shape[-1]
+        )
+    return product
+
+
+def _divide_by_mean(heatmaps: Tensor, num_axes: int) -> Tensor:
+    """Divide each (b, k) heatmap by its spatial mean; all-zero heatmaps stay zero."""
+    spatial = tuple(range(-num_axes, 0))
+    accumulate = torch.float64 if heatmaps.dtype == torch.float64 else torch.float32
+    means = heatmaps.mean(dim=spatial, keepdim=True, dtype=accumulate)
+    safe_means = torch.where(means > 0, means, torch.ones_like(means))
+    return (heatmaps / safe_means).to(heatmaps.dtype)
