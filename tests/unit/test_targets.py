@@ -198,3 +198,16 @@ def test_rescale_keeps_dtype_and_rejects_mismatched_axes() -> None:
         rescale_points(torch.zeros(1, 2), (4, 4), (4, 4, 4))
     with pytest.raises(ValueError, match=r"\(\.\.\., 3\)"):
         rescale_points(torch.zeros(1, 2), (4, 4, 4), (8, 8, 8))
+
+
+def test_render_is_differentiable_in_the_points() -> None:
+    # d/dx exp(-((j - x)^2 + (i - y)^2) / (2 s^2)) = value * (j - x) / s^2, likewise for y
+    points = torch.tensor([[[[2.3, 1.6], [7.0, 7.0]]]], dtype=torch.float64, requires_grad=True)
+    heatmaps = render_heatmaps(points, 1.5, (6, 8), normalize="mean")
+    plain = render_heatmaps(points, 1.5, (6, 8))
+    plain[0, 0, 2, 3].backward()
+    value = gaussian(3 - 2.3, 2 - 1.6, 1.5)
+    assert points.grad is not None
+    expected = [[value * (3 - 2.3) / 1.5**2, value * (2 - 1.6) / 1.5**2], [0.0, 0.0]]
+    assert torch.allclose(points.grad[0, 0], torch.tensor(expected, dtype=torch.float64))
+    assert heatmaps.requires_grad
