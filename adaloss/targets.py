@@ -19,8 +19,10 @@ NORMALIZE_CHOICES = (None, "mean")
 
 _RENDER_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-_NUMPY_DTYPES: dict[torch.dtype, npt.DTypeLike] = {
+# The NumPy storage behind CPU outputs; NumPy has no bfloat16, so its 16 bits are reinterpreted.
+_NUMPY_STORAGE: dict[torch.dtype, npt.DTypeLike] = {
     torch.float16: np.float16,
+    torch.bfloat16: np.uint16,
     torch.float32: np.float32,
     torch.float64: np.float64,
 }
@@ -200,9 +202,8 @@ def _empty_like_device(shape: Sequence[int], like: Tensor) -> Tensor:
     """
     if like.device.type != "cpu":
         return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
-    # NumPy has no bfloat16: allocate its 16-bit storage and reinterpret.
-    storage_dtype = np.uint16 if like.dtype == torch.bfloat16 else _NUMPY_DTYPES[like.dtype]
-    return torch.from_numpy(np.empty(tuple(shape), dtype=storage_dtype)).view(like.dtype)
+    storage = np.empty(tuple(shape), dtype=_NUMPY_STORAGE[like.dtype])
+    return torch.from_numpy(storage).view(like.dtype)
 
 
 def _divide_by_mean(heatmaps: Tensor, num_axes: int) -> Tensor:

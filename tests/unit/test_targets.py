@@ -123,6 +123,15 @@ def test_output_dtype_follows_points(dtype: torch.dtype) -> None:
         assert torch.allclose(heatmaps.double(), reference, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_normalize_mean_in_every_dtype(dtype: torch.dtype) -> None:
+    points = torch.tensor([[[[3.0, 2.0], [9.0, 9.0]]]], dtype=dtype)
+    heatmaps = render_heatmaps(points, 2.0, (12, 12), normalize="mean")
+    assert heatmaps.dtype == dtype
+    # 144 values each rounded to the dtype (bfloat16 keeps 8 bits: relative error 2^-9)
+    assert heatmaps.double().mean().item() == pytest.approx(1.0, abs=4e-3)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     points = torch.tensor([[[[3.2, 4.1], [9.0, 1.5]], [[NAN, 0.0], [7.7, 7.7]]]])
