@@ -1,0 +1,462 @@
+"""Runs a grid's cells with the shared trainer, one MLflow child run per cell.
+
+The parent process owns the MLflow store and the progress display. With `jobs=1` cells train in
+this process; with `jobs>1` each of N spawned worker processes trains one cell at a time and sends
+its epochs and result back over a queue (workers never touch the store). Whatever happens to one
+cell (an exception, a dead worker) is recorded on that cell's run and the grid goes on; a
+diverged cell is a result, not a failure. Ctrl-C marks the open runs KILLED and re-raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import queue
+import shutil
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.cell import CellConfig, cell_key
+from bench.progress import Progress, cell_label, format_value
+from bench.tracking import CELL_DONE, GridTracker, cell_status
+
+TrainFn = Callable[..., Any]
+"""`train_cell(cell, *, device, logger, checkpoint_dir, data_root) -> CellResult`."""
+
+FAILED_OUTCOMES = ("failed", "not run")
+
+
+@dataclass
+class CellReport:
+    """One row of the final summary.
+
+    outcome: finished | diverged | failed | killed | skipped (done before) | not run (after a
+    --fail-fast stop). validation: the last epoch's validation metric; test: the task's first
+    summary metric.
+    """
+
+    cell: CellConfig
+    outcome: str
+    validation: float | None = None
+    test: float | None = None
+    seconds: float | None = None
+    run_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunOptions:
+    """How cells execute. train_fn None means `bench.trainer.train_cell` (tests inject theirs)."""
+
+    checkpoint_root: Path
+    device: str = "cpu"
+    jobs: int = 1
+    fail_fast: bool = False
+    force: bool = False
+    data_root: Path | None = None
+    train_fn: TrainFn | None = None
+
+
+@dataclass
+class TaskMetrics:
+    """The two metric names the summary shows for a task."""
+
+    validation: str
+    test: str
+
+    @classmethod
+    def of(cls, task: str) -> TaskMetrics:
+        from bench.tasks import get_task
+
+        spec = get_task(task)
+        return cls(spec.validation_metric, spec.summary_metrics[0])
+
+
+def resolve_device(option: str) -> str:
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; anything else is checked and kept."""
+    import torch
+
+    if option == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if option.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {option}: no CUDA device is visible (use --device cpu)")
+    return option
+
+
+def default_jobs(device: str) -> int:
+    """One process per GPU when `device` is plain "cuda" and several GPUs are visible, else 1."""
+    import torch
+
+    return max(1, torch.cuda.device_count()) if device == "cuda" else 1
+
+
+def worker_devices(device: str, jobs: int) -> list[str]:
+    """The device of each worker slot: GPUs round-robin for plain "cuda", else `device`."""
+    import torch
+
+    count = torch.cuda.device_count() if device == "cuda" else 0
+    if count > 1:
+        return [f"cuda:{slot % count}" for slot in range(jobs)]
+    return [device] * jobs
+
+
+def plan(
+    cells: Sequence[CellConfig], runs_by_key: Mapping[str, Sequence[Any]], force: bool
+) -> tuple[list[CellConfig], list[CellReport]]:
+    """(cells to run, reports of cells skipped because a FINISHED run of their key exists)."""
+    to_run: list[CellConfig] = []
+    skipped: list[CellReport] = []
+    for cell in cells:
+        runs = runs_by_key.get(cell_key(cell), [])
+        if force or cell_status(runs) != CELL_DONE:
+            to_run.append(cell)
+            continue
+        finished = next(run for run in runs if run.info.status == "FINISHED")
+        metrics = TaskMetrics.of(cell.task)
+        skipped.append(
+            CellReport(
+                cell,
+                "skipped",
+                validation=finished.data.metrics.get(metrics.validation),
+                test=finished.data.metrics.get(metrics.test),
+                run_id=finished.info.run_id,
+            )
+        )
+    return to_run, skipped
+
+
+def run_cells(
+    cells: Sequence[CellConfig], tracker: GridTracker, options: RunOptions, progress: Progress
+) -> list[CellReport]:
+    """Trains `cells` in order (or over `options.jobs` workers); one report per cell."""
+    session = _Session(tracker, options, progress)
+    if options.force:
+        for cell in cells:
+            shutil.rmtree(options.checkpoint_root / cell_key(cell), ignore_errors=True)
+    try:
+        if options.jobs <= 1:
+            _run_inline(cells, session, options)
+        else:
+            _run_workers(cells, session, options)
+    except KeyboardInterrupt:
+        session.kill_open()
+        raise
+    done = {cell_key(report.cell) for report in session.reports}
+    not_run = [CellReport(cell, "not run") for cell in cells if cell_key(cell) not in done]
+    return session.reports + not_run
+
+
+def run_grid(
+    cells: Sequence[CellConfig],
+    *,
+    client: Any,
+    experiment_id: str,
+    grid: str,
+    profile: str,
+    options: RunOptions,
+    command: str,
+    progress: Callable[[int], Progress] = Progress,
+) -> list[CellReport]:
+    """Skips done cells, opens the parent run, trains the rest, closes the parent run.
+
+    Returns the reports of skipped cells, then those of the cells this call ran. No parent run is
+    opened when nothing is left to run. Ctrl-C closes the parent run KILLED and re-raises.
+    """
+    from bench.tracking import cell_runs, environment_tags
+
+    to_run, skipped = plan(cells, cell_runs(client, experiment_id), options.force)
+    if not to_run:
+        return skipped
+    tracker = GridTracker.start(
+        client,
+        experiment_id,
+        grid=grid,
+        profile=profile,
+        shared_tags=environment_tags(),
+        command=command,
+        cells_total=len(to_run),
+    )
+    display = progress(len(to_run))
+    try:
+        reports = run_cells(to_run, tracker, options, display)
+    except KeyboardInterrupt:
+        display.close()
+        tracker.finish("KILLED", {"skipped": len(skipped)})
+        raise
+    display.close()
+    counts = outcome_counts(reports)
+    failed = any(report.outcome in FAILED_OUTCOMES for report in reports)
+    tracker.finish("FAILED" if failed else "FINISHED", {**counts, "skipped": len(skipped)})
+    return skipped + reports
+
+
+def outcome_counts(reports: Sequence[CellReport]) -> dict[str, int]:
+    """outcome -> number of cells ("not run" becomes "not_run", a valid metric name)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        name = report.outcome.replace(" ", "_")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def summary_table(reports: Sequence[CellReport]) -> str:
+    """A fixed-width table: cell, outcome, validation metric, test metric, time."""
+    if not reports:
+        return "no cells"
+    metrics = TaskMetrics.of(reports[0].cell.task)
+    header = ("cell", "outcome", f"{metrics.validation} (last epoch)", metrics.test, "time (s)")
+    rows = [
+        (
+            cell_label(report.cell),
+            report.outcome,
+            format_value(report.validation),
+            format_value(report.test),
+            "-" if report.seconds is None else f"{report.seconds:.1f}",
+        )
+        for report in reports
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
+        for row in (header, *rows)
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@dataclass
+class _OpenCell:
+    cell: CellConfig
+    run_id: str
+    slot: int
+    started: float
+    metrics: TaskMetrics
+    last_validation: float | None = None
+
+
+@dataclass
+class _Session:
+    """Turns cell events (start, epoch, result, failure) into MLflow records and progress."""
+
+    tracker: GridTracker
+    options: RunOptions
+    progress: Progress
+    reports: list[CellReport] = field(default_factory=list)
+    open: dict[str, _OpenCell] = field(default_factory=dict)
+    stopped: bool = False
+
+    def begin(self, cell: CellConfig, slot: int, device: str) -> str:
+        key = cell_key(cell)
+        run_id = self.tracker.start_cell(cell, device)
+        self.open[key] = _OpenCell(
+            cell, run_id, slot, time.perf_counter(), TaskMetrics.of(cell.task)
+        )
+        self.progress.cell_started(slot, cell, device)
+        return key
+
+    def epoch(self, key: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        entry = self.open[key]
+        self.tracker.log_epoch(entry.run_id, epoch, metrics)
+        entry.last_validation = metrics.get(entry.metrics.validation, entry.last_validation)
+        self.progress.epoch(entry.slot, entry.cell, epoch, metrics, entry.metrics.validation)
+
+    def done(self, key: str, result: Any) -> None:
+        entry = self.open[key]
+        try:
+            self.tracker.finish_cell(entry.run_id, entry.cell, result, entry.metrics.validation)
+        except Exception:
+            # A cell whose results cannot be recorded has no usable result: it is a failure.
+            self.failed(key, traceback.format_exc())
+            return
+        shutil.rmtree(self.options.checkpoint_root / key, ignore_errors=True)
+        if result.history:
+            entry.last_validation = result.history[-1].get(entry.metrics.validation)
+        self._end(key, result.outcome, test=result.final_metrics.get(entry.metrics.test))
+
+    def failed(self, key: str, traceback_text: str) -> None:
+        entry = self.open[key]
+        self.tracker.fail_cell(entry.run_id, traceback_text)
+        last_line = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
+        self._end(key, "failed", error=last_line)
+        self.progress.note(f"cell {cell_label(entry.cell)} failed: {last_line}")
+        if self.options.fail_fast:
+            self.stopped = True
+
+    def kill_open(self) -> None:
+        for key in list(self.open):
+            self.tracker.kill_cell(self.open[key].run_id)
+            self._end(key, "killed")
+
+    def _end(
+        self, key: str, outcome: str, *, test: float | None = None, error: str | None = None
+    ) -> None:
+        entry = self.open.pop(key)
+        seconds = time.perf_counter() - entry.started
+        self.reports.append(
+            CellReport(
+                entry.cell, outcome, entry.last_validation, test, seconds, entry.run_id, error
+            )
+        )
+        self.progress.cell_ended(entry.slot, entry.cell, outcome, seconds)
+
+
+class _SessionLogger:
+    """The trainer's EpochLogger when the cell trains in the parent process."""
+
+    def __init__(self, session: _Session, key: str) -> None:
+        self.session = session
+        self.key = key
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.session.epoch(self.key, epoch, metrics)
+
+
+class _QueueLogger:
+    """The trainer's EpochLogger in a worker: epochs go to the parent, which logs them."""
+
+    def __init__(self, outbox: Any, slot: int, key: str) -> None:
+        self.outbox = outbox
+        self.slot = slot
+        self.key = key
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.outbox.put(("epoch", self.slot, self.key, (epoch, dict(metrics))))
+
+
+def _train_function(train_fn: TrainFn | None) -> TrainFn:
+    if train_fn is not None:
+        return train_fn
+    from bench.trainer import train_cell
+
+    return train_cell
+
+
+def _run_inline(cells: Sequence[CellConfig], session: _Session, options: RunOptions) -> None:
+    train = _train_function(options.train_fn)
+    for cell in cells:
+        if session.stopped:
+            return
+        key = session.begin(cell, 0, options.device)
+        try:
+            result = train(
+                cell,
+                device=options.device,
+                logger=_SessionLogger(session, key),
+                checkpoint_dir=options.checkpoint_root / key,
+                data_root=options.data_root,
+            )
+        except Exception:
+            session.failed(key, traceback.format_exc())
+        else:
+            session.done(key, result)
+
+
+def _run_workers(cells: Sequence[CellConfig], session: _Session, options: RunOptions) -> None:
+    context = multiprocessing.get_context("spawn")
+    outbox = context.Queue()
+    devices = worker_devices(options.device, options.jobs)
+    threads = max(1, len(os.sched_getaffinity(0)) // options.jobs)
+    inboxes: list[Any] = []
+    workers: list[Any] = []
+
+    def start_worker(slot: int) -> Any:
+        inbox = context.Queue()
+        process = context.Process(
+            target=_worker_main,
+            args=(slot, devices[slot], threads, inbox, outbox, options),
+            name=f"bench-worker-{slot}",
+            daemon=True,
+        )
+        process.start()
+        return inbox, process
+
+    for slot in range(options.jobs):
+        inbox, process = start_worker(slot)
+        inboxes.append(inbox)
+        workers.append(process)
+
+    pending = deque(cells)
+    busy: dict[int, str] = {}
+    idle = list(range(options.jobs))
+    interrupted = True
+    try:
+        while True:
+            while idle and pending and not session.stopped:
+                slot = idle.pop(0)
+                cell = pending.popleft()
+                busy[slot] = session.begin(cell, slot, devices[slot])
+                inboxes[slot].put(cell)
+            if not busy:
+                break
+            try:
+                kind, slot, key, payload = outbox.get(timeout=0.5)
+            except queue.Empty:
+                for slot, process in enumerate(workers):
+                    if slot in busy and not process.is_alive():
+                        session.failed(
+                            busy.pop(slot),
+                            f"worker process {slot} ({devices[slot]}) exited with code "
+                            f"{process.exitcode} while training this cell\n",
+                        )
+                        inboxes[slot], workers[slot] = start_worker(slot)
+                        idle.append(slot)
+                continue
+            if kind == "epoch":
+                session.epoch(key, *payload)
+                continue
+            busy.pop(slot)
+            idle.append(slot)
+            if kind == "done":
+                session.done(key, payload)
+            else:
+                session.failed(key, payload)
+        interrupted = False
+    finally:
+        for inbox in inboxes:
+            inbox.put(None)
+        for process in workers:
+            if interrupted:
+                process.terminate()
+            process.join(timeout=30)
+
+
+def _worker_main(
+    slot: int, device: str, threads: int, inbox: Any, outbox: Any, options: RunOptions
+) -> None:
+    """A worker process: trains the cells it is sent until it receives None."""
+    import torch
+
+    torch.set_num_threads(threads)
+    train = _train_function(options.train_fn)
+    try:
+        while (cell := inbox.get()) is not None:
+            key = cell_key(cell)
+            try:
+                result = train(
+                    cell,
+                    device=device,
+                    logger=_QueueLogger(outbox, slot, key),
+                    checkpoint_dir=options.checkpoint_root / key,
+                    data_root=options.data_root,
+                )
+            except Exception:
+                outbox.put(("failed", slot, key, traceback.format_exc()))
+            else:
+                outbox.put(("done", slot, key, _portable(result)))
+    except KeyboardInterrupt:
+        return  # the parent marks this worker's run KILLED
+
+
+def _portable(result: Any) -> Any:
+    """The result with overlay tensors as numpy arrays, so it pickles without shared memory."""
+    overlay = {
+        name: value.detach().cpu().numpy() if hasattr(value, "detach") else value
+        for name, value in (result.overlay or {}).items()
+    }
+    return dataclasses.replace(result, overlay=overlay)

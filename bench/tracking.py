@@ -1,0 +1,299 @@
+"""MLflow bookkeeping for `bench run` (DESIGN.md, "MLflow layout").
+
+One experiment per grid; one parent run per invocation; one nested child run per cell, tagged with
+its `cell_key`. Only the parent process of `bench run` talks to the store: workers send their
+epochs and results back to it, so a SQLite store never sees two writers and an interrupted grid
+is marked consistently (KILLED) by the one process that knows which runs are open.
+
+The default store is `sqlite:///mlruns/mlflow.db` (relative to the working directory) with
+artifacts in `mlruns/artifacts/<grid>`; `--tracking-uri` and MLFLOW_TRACKING_URI override it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.cell import CellConfig, cell_key
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+ROLE_TAG = "bench.role"  # "parent" or "cell": lets reports and the UI tell the two apart
+METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+REMOTE_SCHEMES = ("http://", "https://", "databricks")
+
+CELL_DONE, CELL_FAILED, CELL_PENDING = "done", "failed", "pending"
+
+
+def tracking_uri(option: str | None = None) -> str:
+    """The store to use: the option, else MLFLOW_TRACKING_URI, else the local SQLite default."""
+    return option or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def store_folder(uri: str) -> Path:
+    """The local folder that holds the store's files: the SQLite file's folder, else ./mlruns.
+
+    Artifacts (for local stores) and cell checkpoints live under it.
+    """
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent
+    return Path("mlruns")
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: `<store folder>/artifacts/<experiment>`.
+
+    None for a tracking server, which decides itself.
+    """
+    if uri.startswith(REMOTE_SCHEMES):
+        return None
+    return (store_folder(uri) / "artifacts" / experiment).resolve().as_uri()
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on `uri`, with the store's folders and database tables created.
+
+    Call it once in the parent process before any worker starts: two processes creating the same
+    SQLite schema at once crash each other.
+    """
+    from mlflow import MlflowClient
+
+    if not uri.startswith(REMOTE_SCHEMES):
+        (store_folder(uri) / "artifacts").mkdir(parents=True, exist_ok=True)
+    # Creating a fresh database logs every migration step at INFO level; that is noise here.
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)  # touches the store: runs migrations once, here
+    return client
+
+
+def ensure_experiment(client: MlflowClient, uri: str, name: str) -> str:
+    """The id of experiment `name`, created (or restored from deletion) when needed."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return str(client.create_experiment(name, artifact_location=artifact_location(uri, name)))
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return str(experiment.experiment_id)
+
+
+def environment_tags() -> dict[str, str]:
+    """Tags every run of this invocation shares: code version and torch version."""
+    import torch
+
+    repo = Path(__file__).resolve().parents[1]
+    commit = _git(repo, "rev-parse", "HEAD")
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status.strip())).lower(),
+        "torch_version": torch.__version__,
+    }
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cell_runs(client: MlflowClient, experiment_id: str) -> dict[str, list[Any]]:
+    """cell_key -> that cell's runs, newest first (one paged search on the `cell_key` tag)."""
+    runs: dict[str, list[Any]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string="tags.cell_key LIKE '%'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            runs.setdefault(run.data.tags["cell_key"], []).append(run)
+        token = page.token
+        if not token:
+            return runs
+
+
+def existing_cell_runs(uri: str, experiment: str) -> dict[str, list[Any]]:
+    """`cell_runs` of an experiment without creating anything: {} when there is no store yet."""
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        return {}
+    client = open_store(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None or found.lifecycle_stage == "deleted":
+        return {}
+    return cell_runs(client, str(found.experiment_id))
+
+
+def cell_status(runs: Sequence[Any]) -> str:
+    """done if any run FINISHED; failed if the newest ended FAILED; else pending.
+
+    Runs KILLED by Ctrl-C or left RUNNING by a crashed process count as pending: the cell has no
+    result yet and the next `bench run` resumes it from its checkpoint.
+    """
+    if any(run.info.status == "FINISHED" for run in runs):
+        return CELL_DONE
+    if runs and runs[0].info.status == "FAILED":
+        return CELL_FAILED
+    return CELL_PENDING
+
+
+@dataclass
+class GridTracker:
+    """The parent process's handle on one `bench run` invocation's runs."""
+
+    client: MlflowClient
+    experiment_id: str
+    parent_run_id: str
+    shared_tags: dict[str, str]
+
+    @classmethod
+    def start(
+        cls,
+        client: MlflowClient,
+        experiment_id: str,
+        *,
+        grid: str,
+        profile: str,
+        shared_tags: Mapping[str, str],
+        command: str,
+        cells_total: int,
+    ) -> GridTracker:
+        """Opens the invocation's parent run."""
+        tags = {
+            **shared_tags,
+            ROLE_TAG: "parent",
+            "grid": grid,
+            "profile": profile,
+            "command": command,
+            "cells_total": str(cells_total),
+        }
+        run = client.create_run(
+            experiment_id, run_name=f"{grid}-{profile}-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags
+        )
+        return cls(client, experiment_id, run.info.run_id, dict(shared_tags))
+
+    def start_cell(self, cell: CellConfig, device: str) -> str:
+        """Opens a cell's nested run with its tags, params and config.json; returns its id."""
+        from mlflow.entities import Param
+
+        key = cell_key(cell)
+        tags = {
+            **self.shared_tags,
+            ROLE_TAG: "cell",
+            "mlflow.parentRunId": self.parent_run_id,
+            "cell_key": key,
+            "grid": cell.grid,
+            "task": cell.task,
+            "method": cell.method,
+            "lr": f"{cell.lr:g}",
+            "seed": str(cell.seed),
+            "profile": cell.profile,
+            "device": device,
+            "outcome": "running",
+        }
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"{cell.method}-lr{cell.lr:g}-s{cell.seed}", tags=tags
+        )
+        run_id = run.info.run_id
+        params = [Param(name, value) for name, value in cell.to_params().items()]
+        self.client.log_batch(run_id, params=params)
+        config = {"cell_key": key, "device": device, **cell.to_dict()}
+        self.client.log_text(run_id, json.dumps(config, indent=2), "config.json")
+        return run_id
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+        """All of one epoch's metrics in one batched call, at step `epoch`."""
+        self._log_metrics(run_id, metrics, step=epoch)
+
+    def finish_cell(
+        self, run_id: str, cell: CellConfig, result: Any, validation_metric: str
+    ) -> None:
+        """Final metrics, artifacts and the outcome tag of a cell that ran to its end.
+
+        result: a `bench.trainer.CellResult`. A diverged cell is a result: it ends FINISHED with
+        tag outcome=diverged.
+        """
+        from bench import figures
+
+        self._log_metrics(run_id, result.final_metrics, step=result.epochs_run)
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder)
+            (out / "figures").mkdir()
+            if result.history:
+                figures.save(
+                    figures.cell_sigma(result.history, title=_title(cell)),
+                    out / "figures" / "sigma_per_epoch.png",
+                )
+                figures.save(
+                    figures.cell_validation(result.history, validation_metric, title=_title(cell)),
+                    out / "figures" / "validation_per_epoch.png",
+                )
+            if result.overlay:
+                figures.save(
+                    figures.prediction_overlay(result.overlay, title=_title(cell)),
+                    out / "figures" / "prediction_overlay.png",
+                )
+            if result.per_landmark:
+                write_csv(result.per_landmark, out / "per_landmark.csv")
+            self.client.log_artifacts(run_id, folder)
+        self.client.set_tag(run_id, "outcome", result.outcome)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail_cell(self, run_id: str, traceback_text: str) -> None:
+        """A cell that raised: FAILED, with its traceback as `traceback.txt`."""
+        self.client.log_text(run_id, traceback_text, "traceback.txt")
+        self.client.set_tag(run_id, "outcome", "failed")
+        self.client.set_terminated(run_id, "FAILED")
+
+    def kill_cell(self, run_id: str) -> None:
+        """A cell stopped by Ctrl-C: KILLED; it stays pending and resumes next time."""
+        self.client.set_tag(run_id, "outcome", "killed")
+        self.client.set_terminated(run_id, "KILLED")
+
+    def finish(self, status: str, counts: Mapping[str, int]) -> None:
+        """Closes the parent run with the invocation's outcome counts as metrics."""
+        self._log_metrics(self.parent_run_id, {f"cells_{k}": v for k, v in counts.items()}, step=0)
+        self.client.set_terminated(self.parent_run_id, status)
+
+    def _log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(name, float(value), now, step) for name, value in metrics.items()]
+        for start in range(0, len(batch), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+
+
+def write_csv(rows: Iterable[Mapping[str, object]], path: Path) -> None:
+    """Rows of dicts as CSV; the header is the union of keys in first-seen order."""
+    rows = list(rows)
+    header: dict[str, None] = {}
+    for row in rows:
+        header.update(dict.fromkeys(row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(header))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _title(cell: CellConfig) -> str:
+    return f"{cell.task} {cell.method} lr={cell.lr:g} seed={cell.seed}"
