@@ -11,6 +11,8 @@ from bench.lazy_group import LazyGroup
 COMMANDS = {
     "data": "bench.data.cli:data",
     "perf": "bench.perf:perf",
+    "report": "bench.commands:report",
+    "run": "bench.commands:run",
 }
 
 

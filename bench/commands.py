@@ -1,0 +1,211 @@
+"""`bench run` and `bench report`.
+
+Only click and the standard library are imported at module level: `bench --help` lists these
+commands without importing torch, mlflow or pandas, which the command bodies import when run.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+PROFILE_CHOICES = ("auto", "smoke", "quick", "paper")
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+@click.command("run")
+@click.option(
+    "--grid",
+    "grid_name",
+    required=True,
+    help="A shipped grid (cathdet, face300w, endovis) or the path of your own grid YAML.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(PROFILE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
+)
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")
+@click.option("--methods", help="Comma-separated method labels to run (default: all).")
+@click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per cell (default: profile's).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Cells trained at once in separate "
+    "processes (default: one per GPU with several GPUs, else 1).",
+)
+@click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run.")
+@click.option("--fail-fast", is_flag=True, help="Start no new cell after the first failure.")
+@click.option("--dry-run", is_flag=True, help="List the cells and their status; train nothing.")
+@click.option(
+    "--tracking-uri",
+    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
+)
+def run(
+    grid_name: str,
+    profile: str,
+    seeds: int | None,
+    methods: str | None,
+    lrs: str | None,
+    epochs: int | None,
+    device: str,
+    jobs: int | None,
+    force: bool,
+    fail_fast: bool,
+    dry_run: bool,
+    tracking_uri: str | None,
+    data_root: Path | None,
+) -> None:
+    """Train every cell of a grid, tracked in MLflow; finished cells are skipped."""
+    from bench import grid as grids
+    from bench import runner, tracking
+
+    try:
+        grid = grids.load_grid(grid_name)
+        lr_values = None if lrs is None else grids.parse_lrs(lrs)
+        device = runner.resolve_device(device)
+        profile = _resolve_profile(profile, device)
+        cells = grids.expand_cells(
+            grid, profile, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
+        )
+    except ValueError as error:  # GridError and bad --device
+        raise click.ClickException(str(error)) from None
+
+    uri = tracking.tracking_uri(tracking_uri)
+    if dry_run:
+        click.echo(_dry_run_table(cells, uri))
+        return
+    client = tracking.open_store(uri)
+    experiment_id = tracking.ensure_experiment(client, uri, grid.name)
+    options = runner.RunOptions(
+        checkpoint_root=tracking.store_folder(uri) / "checkpoints",
+        device=device,
+        jobs=jobs or runner.default_jobs(device),
+        fail_fast=fail_fast,
+        force=force,
+        data_root=data_root,
+    )
+    click.echo(
+        f"grid {grid.name}: {len(cells)} cells ({grid.task}, profile {profile}, device {device}, "
+        f"{options.jobs} job(s)); tracking in {uri}",
+        err=True,
+    )
+    try:
+        reports = runner.run_grid(
+            cells,
+            client=client,
+            experiment_id=experiment_id,
+            grid=grid.name,
+            profile=profile,
+            options=options,
+            command=shlex.join(["bench", *sys.argv[1:]]),
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            "\ninterrupted: the open runs are marked KILLED; run the same command to resume",
+            err=True,
+        )
+        sys.exit(130)
+    if all(report.outcome == "skipped" for report in reports):
+        click.echo(
+            f"all {len(reports)} cells already have a FINISHED run; nothing to do "
+            "(--force reruns them)",
+            err=True,
+        )
+    click.echo(runner.summary_table(reports))
+    failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
+    if failed:
+        click.echo(
+            f"{len(failed)} of {len(reports)} cells failed or did not run; their "
+            "tracebacks are the runs' traceback.txt artifacts",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _resolve_profile(profile: str, device: str) -> str:
+    if profile != "auto":
+        return profile
+    chosen = "paper" if device.startswith("cuda") else "quick"
+    reason = "a CUDA device is in use" if chosen == "paper" else "no CUDA device is in use"
+    click.echo(f"profile: {chosen} (--profile auto: {reason}; pass --profile to choose)", err=True)
+    return chosen
+
+
+def _dry_run_table(cells: list, uri: str) -> str:
+    """key, task, method, lr, seed and status of every cell; reads the store, creates nothing."""
+    from bench import tracking
+    from bench.cell import cell_key
+
+    runs_by_key = tracking.existing_cell_runs(uri, cells[0].grid) if cells else {}
+    rows = [("cell_key", "task", "method", "lr", "seed", "status")]
+    for cell in cells:
+        key = cell_key(cell)
+        rows.append(
+            (
+                key,
+                cell.task,
+                cell.method,
+                f"{cell.lr:g}",
+                str(cell.seed),
+                tracking.cell_status(runs_by_key.get(key, [])),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+@click.command("report")
+@click.option("--grid", "grid_name", required=True, help="The grid (MLflow experiment) to report.")
+@click.option("--profile", help="Report the runs of this profile (default: the newest run's).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("md", "csv", "json")),
+    default="md",
+    show_default=True,
+    help="What to print; summary.md and summary.csv are always "
+    "written (and summary.json for json).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: reports/<grid>).",
+)
+@click.option(
+    "--tracking-uri",
+    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
+)
+def report(
+    grid_name: str, profile: str | None, fmt: str, out: Path | None, tracking_uri: str | None
+) -> None:
+    """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
+    from bench import report as reports
+    from bench import tracking
+
+    uri = tracking.tracking_uri(tracking_uri)
+    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+    try:
+        result = reports.build_report(uri, name, profile=profile)
+    except reports.ReportError as error:
+        raise click.ClickException(str(error)) from None
+    written = reports.write_report(result, out or Path("reports") / name, fmt)
+    click.echo(reports.render(result, fmt))
+    click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

@@ -1,0 +1,453 @@
+"""`bench report`: a grid's runs as tables (mean +- std over seeds, beside the paper) and figures.
+
+Which runs: the cell runs of the grid's experiment for one profile (default: the profile of the
+newest cell run). For every (method, lr, seed) the newest FINISHED run counts (a rerun with
+`--force` or other `--epochs` replaces the older one); a setting with no FINISHED run is counted
+by the outcome of its newest run. Means and standard deviations (sample, ddof=1; none with one
+seed) are over the seeds whose run finished without diverging.
+
+Outputs under `reports/<grid>/`: `summary.md`, `summary.csv` (and `summary.json` with --format
+json), `figures/` (validation metric and sigma per epoch for every cell; sigma per landmark group
+for adaptive schedules when the task has groups, like the paper's Figs 6-7) and `overlays/` (the
+cells' prediction overlays). The same folder is logged as the `report/` artifact of the grid's
+newest parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench import paper
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OUTCOMES = ("finished", "diverged", "failed", "killed")
+Curve = tuple[list[float], list[float]]
+
+
+class ReportError(ValueError):
+    """Nothing to report (no store, experiment or runs); the message says what to run."""
+
+
+@dataclass
+class RunCurves:
+    """Per-epoch curves of one run: the validation metric, mean sigma, sigma per group."""
+
+    validation: Curve
+    sigma_mean: Curve
+    sigma_groups: dict[str, Curve] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """A grid's selected runs (`records`, one row per run) and their summary (`table`)."""
+
+    grid: str
+    task: str
+    profile: str
+    uri: str
+    records: pd.DataFrame
+    table: pd.DataFrame
+    metrics: tuple[str, ...]
+    validation_metric: str
+    curves: dict[str, RunCurves]
+    parent_run_id: str | None
+    client: Any = field(repr=False)
+
+
+def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
+    """Reads the grid's runs from the store at `uri`; raises ReportError when there are none."""
+    from bench.tasks import get_task
+    from bench.tracking import ROLE_TAG, cell_runs, open_store
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise ReportError(f"no MLflow store at {uri}; run `bench run --grid {grid}` first")
+    client = open_store(uri)
+    experiment = client.get_experiment_by_name(grid)
+    if experiment is None:
+        raise ReportError(f"no experiment {grid!r} in {uri}; run `bench run --grid {grid}` first")
+    runs = [run for group in cell_runs(client, experiment.experiment_id).values() for run in group]
+    if not runs:
+        raise ReportError(f"experiment {grid!r} in {uri} has no cell runs yet")
+    runs.sort(key=lambda run: run.info.start_time, reverse=True)
+    profile = profile or runs[0].data.tags["profile"]
+    runs = [run for run in runs if run.data.tags.get("profile") == profile]
+    if not runs:
+        raise ReportError(f"experiment {grid!r} has no runs with profile {profile!r}")
+    task_name = runs[0].data.tags["task"]
+    task = get_task(task_name)
+    metrics = task.summary_metrics
+    selected = select_runs(runs)
+    records = run_records(selected, metrics)
+    curves = {run.info.run_id: run_curves(client, run, task.validation_metric) for run in selected}
+    parents = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{ROLE_TAG}` = 'parent' and tags.profile = '{profile}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return Report(
+        grid=grid,
+        task=task_name,
+        profile=profile,
+        uri=uri,
+        records=records,
+        table=summarise(records, metrics, task_name, method_order(grid)),
+        metrics=metrics,
+        validation_metric=task.validation_metric,
+        curves=curves,
+        parent_run_id=parents[0].info.run_id if parents else None,
+        client=client,
+    )
+
+
+def select_runs(runs: Sequence[Any]) -> list[Any]:
+    """Per (method, lr, seed) tag triple: the newest FINISHED run, else the newest run.
+
+    runs: MLflow runs, newest first.
+    """
+    chosen: dict[tuple[str, str, str], Any] = {}
+    for run in runs:
+        tags = run.data.tags
+        setting = (tags["method"], tags["lr"], tags["seed"])
+        current = chosen.get(setting)
+        if current is None or (current.info.status != "FINISHED" and run.info.status == "FINISHED"):
+            chosen[setting] = run
+    return list(chosen.values())
+
+
+def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per run: method, lr, seed, outcome, schedule, sigma, sigma_ref, run_id, metrics."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        tags, params = run.data.tags, run.data.params
+        rows.append(
+            {
+                "method": tags["method"],
+                "lr": float(tags["lr"]),
+                "seed": int(tags["seed"]),
+                "outcome": _outcome(run),
+                "schedule": params.get("schedule.kind", ""),
+                "sigma": _number(params.get("schedule.sigma")),
+                "sigma_ref": _number(params.get("schedule.sigma_ref")),
+                "run_id": run.info.run_id,
+                **{metric: run.data.metrics.get(metric, math.nan) for metric in metrics},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise(
+    records: pd.DataFrame,
+    metrics: Sequence[str],
+    task: str,
+    order: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One row per (method, lr): outcome counts, then per metric its mean, std and paper value.
+
+    Columns: method, lr, seeds (finished, not diverged), finished, diverged, failed, killed,
+    then `<metric>`, `<metric> std`, `<metric> paper` for each metric. Methods follow `order`
+    (then any others alphabetically); learning rates descend.
+    """
+    import pandas as pd
+
+    rank = {method: index for index, method in enumerate(order)}
+    settings = sorted(
+        {(row.method, row.lr) for row in records.itertuples()},
+        key=lambda setting: (rank.get(setting[0], len(rank)), setting[0], -setting[1]),
+    )
+    rows = []
+    for method, lr in settings:
+        group = records[(records.method == method) & (records.lr == lr)]
+        good = group[group.outcome == "finished"]
+        first = group.iloc[0]
+        row: dict[str, Any] = {"method": method, "lr": lr, "seeds": len(good)}
+        row.update({outcome: int((group.outcome == outcome).sum()) for outcome in OUTCOMES})
+        for metric in metrics:
+            values = good[metric].dropna().astype(float)
+            row[metric] = values.mean() if len(values) else math.nan
+            row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+            value = paper.paper_value(
+                task, first.schedule, _optional(first.sigma), _optional_int(first.sigma_ref), metric
+            )
+            row[f"{metric} paper"] = math.nan if value is None else value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_curves(client: Any, run: Any, validation_metric: str) -> RunCurves:
+    """The run's validation metric and mean sigma per epoch, and for adaptive schedules on tasks
+    with landmark groups (faces) the mean sigma of each group per epoch."""
+    run_id = run.info.run_id
+    curves = RunCurves(
+        validation=_history(client, run_id, validation_metric),
+        sigma_mean=_history(client, run_id, "sigma_mean"),
+    )
+    if run.data.params.get("schedule.kind") not in ("fixed", None):
+        curves.sigma_groups = _group_sigma(client, run)
+    return curves
+
+
+def _group_sigma(client: Any, run: Any) -> dict[str, Curve]:
+    """Mean of `sigma/<landmark>` over each group of per_landmark.csv, when groups have several
+    landmarks; {} otherwise (one landmark per group says nothing beyond sigma per landmark)."""
+    import pandas as pd
+
+    names = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    if "per_landmark.csv" not in names:
+        return {}
+    table = pd.read_csv(client.download_artifacts(run.info.run_id, "per_landmark.csv"))
+    if "group" not in table or table.group.nunique() == len(table):
+        return {}
+    curves: dict[str, Curve] = {}
+    for group, members in table.groupby("group", sort=False):
+        histories = [
+            _history(client, run.info.run_id, f"sigma/{name}") for name in members.landmark
+        ]
+        epochs = histories[0][0]
+        if not epochs or any(h[0] != epochs for h in histories):
+            continue
+        means = [sum(h[1][i] for h in histories) / len(histories) for i in range(len(epochs))]
+        curves[str(group)] = (epochs, means)
+    return curves
+
+
+def _history(client: Any, run_id: str, key: str) -> Curve:
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+    return [float(m.step) for m in points], [float(m.value) for m in points]
+
+
+def method_order(grid: str) -> list[str]:
+    """The grid file's method order when the grid is a shipped one or a readable path."""
+    from bench.grid import GridError, load_grid
+
+    try:
+        return list(load_grid(grid).methods)
+    except (GridError, OSError):
+        return []
+
+
+def render(report: Report, fmt: str) -> str:
+    """The summary as Markdown ("md"), CSV ("csv") or JSON ("json") text."""
+    if fmt == "csv":
+        return str(report.table.to_csv(index=False))
+    if fmt == "json":
+        return json.dumps(
+            {
+                "grid": report.grid,
+                "task": report.task,
+                "profile": report.profile,
+                "rows": json.loads(report.table.to_json(orient="records")),
+            },
+            indent=2,
+        )
+    return markdown(report)
+
+
+def markdown(report: Report) -> str:
+    """Title, one table per metric family (see `metric_families`), the paper's other methods,
+    sources and figure links."""
+    table = report.table
+    lines = [
+        f"# {report.grid}: {report.task}, profile {report.profile}",
+        "",
+        f"Store `{report.uri}`, {len(report.records)} cell runs, "
+        f"generated {time.strftime('%Y-%m-%d %H:%M')}. Values are mean ± std over the seeds whose "
+        "run finished without diverging; *(paper: x)* is the published value.",
+        "",
+    ]
+    for family, metrics in metric_families(report.metrics).items():
+        if family:
+            lines += [f"## {family}", ""]
+        header = ["method", "lr", "seeds", *[_short(metric, family) for metric in metrics]]
+        rows = [
+            [
+                row["method"],
+                f"{row['lr']:g}",
+                str(row["seeds"]),
+                *[_cell_text(row, metric) for metric in metrics],
+            ]
+            for row in table.to_dict(orient="records")
+        ]
+        lines += [*_markdown_table(header, rows), ""]
+    lines += ["## Outcomes", ""]
+    outcome_rows = [
+        [row["method"], f"{row['lr']:g}", *[str(row[o]) for o in OUTCOMES]]
+        for row in table.to_dict(orient="records")
+    ]
+    lines += [*_markdown_table(["method", "lr", *OUTCOMES], outcome_rows), ""]
+    others = paper.comparison_methods(report.task)
+    if others:
+        metrics = [m for m in report.metrics if any(m in values for values in others.values())]
+        lines += ["## The paper's comparison methods", ""]
+        rows = [
+            [name, *[_number_text(values.get(metric)) for metric in metrics]]
+            for name, values in others.items()
+        ]
+        lines += [*_markdown_table(["method", *metrics], rows), ""]
+    if report.task in paper.NOTES:
+        lines += [paper.NOTES[report.task], ""]
+    sources = paper.sources(report.task)
+    if sources:
+        lines += ["Sources: " + "; ".join(sources) + ".", ""]
+    lines += [
+        "## Figures",
+        "",
+        "![validation per epoch](figures/validation_per_epoch.png)",
+        "",
+        "![sigma per epoch](figures/sigma_per_epoch.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def metric_families(metrics: Sequence[str]) -> dict[str, list[str]]:
+    """Metrics grouped for display: `test_x/<family>/<subset>` by family (EndoVis claspers),
+    everything else in one unnamed family; one table of 20 columns would be unreadable."""
+    families: dict[str, list[str]] = {}
+    for metric in metrics:
+        parts = metric.split("/")
+        families.setdefault(parts[1] if len(parts) >= 3 else "", []).append(metric)
+    unnamed = families.pop("", [])
+    return {"": unnamed, **families} if unnamed and families else families or {"": unnamed}
+
+
+def write_report(report: Report, folder: Path, fmt: str = "md") -> list[Path]:
+    """Writes summary.md, summary.csv (and summary.json for fmt json), figures and overlays under
+    `folder`, logs the folder to the newest parent run, and returns the summary files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "summary.md", folder / "summary.csv"]
+    written[0].write_text(markdown(report), encoding="utf-8")
+    written[1].write_text(render(report, "csv"), encoding="utf-8")
+    if fmt == "json":
+        written.append(folder / "summary.json")
+        written[-1].write_text(render(report, "json"), encoding="utf-8")
+    write_figures(report, folder)
+    if report.parent_run_id is not None:
+        report.client.log_artifacts(report.parent_run_id, str(folder), "report")
+    return written
+
+
+def write_figures(report: Report, folder: Path) -> list[Path]:
+    """figures/validation_per_epoch.png, figures/sigma_per_epoch.png, one
+    figures/sigma_per_group_<method>_lr<lr>_s<seed>.png per run with group curves, and the runs'
+    prediction overlays as overlays/<method>_lr<lr>_s<seed>.png."""
+    from bench import figures
+
+    rank = {method: index for index, method in enumerate(dict.fromkeys(report.table.method))}
+    records = report.records.assign(rank=report.records.method.map(rank)).sort_values(
+        ["rank", "lr", "seed"], ascending=[True, False, True]
+    )
+    several_seeds = records.seed.nunique() > 1
+    validation: dict[tuple[str, str], figures.Curve] = {}
+    sigma: dict[tuple[str, str], figures.Curve] = {}
+    paths = []
+    for row in records.itertuples():
+        label = f"{row.lr:g}" + (f" s{row.seed}" if several_seeds else "")
+        curves = report.curves[row.run_id]
+        if curves.validation[0]:
+            validation[(row.method, label)] = curves.validation
+        if curves.sigma_mean[0]:
+            sigma[(row.method, label)] = curves.sigma_mean
+        stem = f"{row.method}_lr{row.lr:g}_s{row.seed}"
+        if curves.sigma_groups:
+            title = f"{report.grid}: sigma per landmark group, {row.method} lr={row.lr:g}"
+            paths.append(
+                figures.save(
+                    figures.region_sigma(curves.sigma_groups, title=title),
+                    folder / "figures" / f"sigma_per_group_{stem}.png",
+                )
+            )
+        paths += _copy_overlay(report, row.run_id, folder / "overlays" / f"{stem}.png")
+    if validation:
+        values = [v for _, curve in validation.values() for v in curve if math.isfinite(v)]
+        # a log axis only pays off when the errors span more than a decade
+        spans_decade = bool(values) and min(values) > 0 and max(values) > 10 * min(values)
+        figure = figures.grid_curves(
+            validation,
+            ylabel=report.validation_metric,
+            title=f"{report.grid}: {report.validation_metric} per epoch (profile {report.profile})",
+            log_scale=spans_decade,
+        )
+        paths.append(figures.save(figure, folder / "figures" / "validation_per_epoch.png"))
+    if sigma:
+        figure = figures.grid_curves(
+            sigma,
+            ylabel="mean sigma (px of the sigma_ref frame)",
+            title=f"{report.grid}: mean sigma per epoch (profile {report.profile})",
+        )
+        paths.append(figures.save(figure, folder / "figures" / "sigma_per_epoch.png"))
+    return paths
+
+
+def _copy_overlay(report: Report, run_id: str, target: Path) -> list[Path]:
+    import shutil
+
+    artifact = "figures/prediction_overlay.png"
+    listed = {a.path for a in report.client.list_artifacts(run_id, "figures")}
+    if artifact not in listed:
+        return []
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(report.client.download_artifacts(run_id, artifact), target)
+    return [target]
+
+
+def _outcome(run: Any) -> str:
+    """finished/diverged from the outcome tag of a FINISHED run; else from the run status."""
+    if run.info.status == "FINISHED":
+        return "diverged" if run.data.tags.get("outcome") == "diverged" else "finished"
+    return "failed" if run.info.status == "FAILED" else "killed"
+
+
+def _cell_text(row: dict[str, Any], metric: str) -> str:
+    mean, std, reference = row[metric], row[f"{metric} std"], row[f"{metric} paper"]
+    if math.isnan(mean):
+        text = "diverged" if row["diverged"] and not row["seeds"] else "-"
+    else:
+        text = _number_text(mean) + ("" if math.isnan(std) else f" ± {_number_text(std)}")
+    if not math.isnan(reference):
+        text += f" *(paper: {_number_text(reference)})*"
+    return text
+
+
+def _number_text(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+
+
+def _short(metric: str, family: str) -> str:
+    """`test_recall/left_clasper/full` -> `recall full` inside the left_clasper table."""
+    if family:
+        name, _, subset = metric.split("/", 2)
+        return f"{name.removeprefix('test_')} {subset.replace(family + '/', '')}"
+    return metric
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "null") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _optional(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _optional_int(value: float) -> int | None:
+    return None if math.isnan(value) else int(value)
