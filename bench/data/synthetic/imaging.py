@@ -89,17 +89,19 @@ def poisson_gaussian_noise(
 ) -> FloatArray:
     """Signal-dependent detector noise on intensities in [0, 1], clipped back to [0, 1].
 
-    Each pixel becomes `Poisson(I * photons) / photons + Normal(0, read_noise)`: shot noise whose
-    variance `I / photons` grows with the signal (X-ray quanta, low-light photons), plus the
-    electronics' constant read noise. photons, read_noise: scalars or (N,) per image.
+    Shot noise of variance `I / photons` (X-ray quanta, low-light photons) plus the electronics'
+    constant read noise: `I + sqrt(I / photons + read_noise^2) * Normal(0, 1)`, the
+    heteroscedastic Gaussian form of the Poisson-Gaussian model (Foi et al. 2008), accurate once
+    a pixel collects more than a few quanta and several times faster than Poisson sampling.
+    photons, read_noise: scalars or (N,) per image.
     """
     per_image = (images.shape[0],) + (1,) * (images.ndim - 1)
-    photons_arr = np.broadcast_to(np.asarray(photons, dtype=np.float64), images.shape[:1])
-    read_arr = np.broadcast_to(np.asarray(read_noise, dtype=np.float64), images.shape[:1])
-    scale = photons_arr.reshape(per_image)
-    counts = rng.poisson(np.clip(images, 0.0, None) * scale)
-    noisy = counts / scale + rng.standard_normal(images.shape) * read_arr.reshape(per_image)
-    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+    photons_arr = np.broadcast_to(np.asarray(photons, dtype=np.float32), images.shape[:1])
+    read_arr = np.broadcast_to(np.asarray(read_noise, dtype=np.float32), images.shape[:1])
+    signal = np.clip(images, 0.0, None)
+    variance = signal / photons_arr.reshape(per_image) + read_arr.reshape(per_image) ** 2
+    noise = rng.standard_normal(images.shape, dtype=np.float32) * np.sqrt(variance)
+    return np.clip(signal + noise, 0.0, 1.0).astype(np.float32)
 
 
 def paint(
@@ -119,21 +121,42 @@ def paint(
 
 
 def _box(
-    lo: NDArray[np.float64], hi: NDArray[np.float64], size: tuple[int, int]
+    lo: ArrayLike, hi: ArrayLike, size: tuple[int, int]
 ) -> tuple[slice, slice, FloatArray, FloatArray] | None:
-    """Pixel-centre grids (h, w) covering [lo, hi] (x, y) clipped to the image; None if empty."""
+    """Pixel centres covering [lo, hi] (x, y), clipped to the image: xs (1, w) and ys (h, 1).
+
+    None if the box misses the image. The grids broadcast against each other, so callers
+    never build full (h, w) coordinate arrays.
+    """
     h, w = size
-    x0, y0 = max(int(np.floor(lo[0])), 0), max(int(np.floor(lo[1])), 0)
-    x1, y1 = min(int(np.ceil(hi[0])) + 1, w), min(int(np.ceil(hi[1])) + 1, h)
+    (lx, ly), (hx, hy) = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    x0, y0 = max(int(np.floor(lx)), 0), max(int(np.floor(ly)), 0)
+    x1, y1 = min(int(np.ceil(hx)) + 1, w), min(int(np.ceil(hy)) + 1, h)
     if x0 >= x1 or y0 >= y1:
         return None
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    xs = np.arange(x0, x1, dtype=np.float32)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     return slice(y0, y1), slice(x0, x1), xs, ys
 
 
 def _ramp(signed_distance: FloatArray) -> FloatArray:
     """Coverage from the signed distance to a boundary (positive inside): a one-pixel ramp."""
     return np.clip(signed_distance + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def _segment_distances(
+    xs: FloatArray, ys: FloatArray, a: NDArray[np.float64], b: NDArray[np.float64]
+) -> tuple[FloatArray, FloatArray]:
+    """(S, h, w) distances of pixel centres to segments a[s]-b[s] (S, 2), and the clamped
+    projection parameters t of the nearest points."""
+    ax, ay = a[:, 0, None, None], a[:, 1, None, None]
+    ex, ey = (b[:, 0] - a[:, 0])[:, None, None], (b[:, 1] - a[:, 1])[:, None, None]
+    dx, dy = xs[None] - ax, ys[None] - ay
+    t = np.clip((dx * ex + dy * ey) / np.maximum(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
+    return np.hypot(dx - t * ex, dy - t * ey).astype(np.float32), t.astype(np.float32)
+
+
+_SEGMENTS_PER_PASS = 4  # segments evaluated together, in the bounding box of just those
 
 
 def polyline_coverage(
@@ -144,31 +167,26 @@ def polyline_coverage(
     points: (P, 2) vertices (x, y), P >= 2. width: full stroke width in pixels, a scalar or (P,)
     per vertex (interpolated linearly along each segment, for tapered tools and vessels).
     Strokes thinner than a pixel keep their total intensity: coverage is scaled down by the width
-    rather than vanishing, as a sub-pixel wire does on a detector.
+    rather than vanishing, as a sub-pixel wire does on a detector. A few segments at a time are
+    evaluated in their own bounding box, so a long stroke across the frame stays cheap.
     """
     pts = np.asarray(points, dtype=np.float64)
     widths = np.broadcast_to(np.asarray(width, dtype=np.float64), (pts.shape[0],))
-    out = np.zeros(size, dtype=np.float32)
-    half_max = widths.max() / 2.0 + 1.0
-    box = _box(pts.min(axis=0) - half_max, pts.max(axis=0) + half_max, size)
-    if box is None:
-        return out
-    rows, cols, xs, ys = box
-    a, b = pts[:-1], pts[1:]
-    seg = b - a
-    seg_len2 = np.maximum((seg**2).sum(axis=1), 1e-12)
-    best = np.full(xs.shape, -np.inf, dtype=np.float32)
-    for i in range(a.shape[0]):
-        # projection parameter of each pixel centre on segment i, clamped to the segment
-        t = ((xs - a[i, 0]) * seg[i, 0] + (ys - a[i, 1]) * seg[i, 1]) / seg_len2[i]
-        t = np.clip(t, 0.0, 1.0)
-        dist = np.hypot(xs - (a[i, 0] + t * seg[i, 0]), ys - (a[i, 1] + t * seg[i, 1]))
-        half = np.maximum((widths[i] + t * (widths[i + 1] - widths[i])) / 2.0, 0.5)
-        np.maximum(best, (half - dist).astype(np.float32), out=best)
-    coverage = _ramp(best)
-    thin = np.minimum(widths.mean(), 1.0)
-    out[rows, cols] = coverage * np.float32(thin)
-    return out
+    best = np.full(size, -1.0, dtype=np.float32)
+    for start in range(0, pts.shape[0] - 1, _SEGMENTS_PER_PASS):
+        stop = min(start + _SEGMENTS_PER_PASS, pts.shape[0] - 1)
+        group = pts[start : stop + 1]
+        reach = widths[start : stop + 1].max() / 2.0 + 1.0
+        box = _box(group.min(axis=0) - reach, group.max(axis=0) + reach, size)
+        if box is None:
+            continue
+        rows, cols, xs, ys = box
+        dist, t = _segment_distances(xs, ys, group[:-1], group[1:])
+        w0 = widths[start:stop, None, None].astype(np.float32)
+        w1 = widths[start + 1 : stop + 1, None, None].astype(np.float32)
+        half = np.maximum((w0 + t * (w1 - w0)) / 2.0, 0.5)
+        np.maximum(best[rows, cols], (half - dist).max(axis=0), out=best[rows, cols])
+    return _ramp(best) * np.float32(min(float(widths.mean()), 1.0))
 
 
 def polygon_coverage(vertices: ArrayLike, size: tuple[int, int]) -> FloatArray:
@@ -183,18 +201,14 @@ def polygon_coverage(vertices: ArrayLike, size: tuple[int, int]) -> FloatArray:
         return out
     rows, cols, xs, ys = box
     a, b = verts, np.roll(verts, -1, axis=0)
-    inside = np.zeros(xs.shape, dtype=bool)
-    dist = np.full(xs.shape, np.inf, dtype=np.float32)
-    for i in range(a.shape[0]):
-        (ax, ay), (bx, by) = a[i], b[i]
-        straddles = (ay > ys) != (by > ys)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_cross = ax + (ys - ay) * (bx - ax) / (by - ay)
-        inside ^= straddles & (xs < x_cross)
-        ex, ey = bx - ax, by - ay
-        t = np.clip(((xs - ax) * ex + (ys - ay) * ey) / max(ex * ex + ey * ey, 1e-12), 0.0, 1.0)
-        np.minimum(dist, np.hypot(xs - ax - t * ex, ys - ay - t * ey).astype(np.float32), out=dist)
-    out[rows, cols] = _ramp(np.where(inside, dist, -dist))
+    ay, by = a[:, 1, None, None], b[:, 1, None, None]
+    straddles = (ay > ys[None]) != (by > ys[None])  # (V, h, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = a[:, 0, None, None] + (ys[None] - ay) * (b - a)[:, 0, None, None] / (by - ay)
+    inside = (straddles & (xs[None] < x_cross)).sum(axis=0) % 2 == 1
+    dist, _ = _segment_distances(xs, ys, a, b)
+    nearest = dist.min(axis=0)
+    out[rows, cols] = _ramp(np.where(inside, nearest, -nearest))
     return out
 
 
@@ -227,3 +241,45 @@ def ellipse_coverage(
     out[rows, cols] = _ramp(signed.astype(np.float32))
     return out
 
+
+def resample_polyline(points: ArrayLike, spacing: float) -> NDArray[np.float64]:
+    """(S, 2) points at equal arc-length `spacing` along the polyline (P, 2), ends included."""
+    pts = np.asarray(points, dtype=np.float64)
+    arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(pts, axis=0).T))])
+    stations = np.linspace(0.0, arc[-1], max(int(np.ceil(arc[-1] / spacing)), 1) + 1)
+    return np.stack([np.interp(stations, arc, pts[:, 0]), np.interp(stations, arc, pts[:, 1])], 1)
+
+
+def splat_points(
+    n: int,
+    size: tuple[int, int],
+    image_index: ArrayLike,
+    points: ArrayLike,
+    weights: ArrayLike,
+) -> FloatArray:
+    """(n, H, W) sum of `weights` deposited at sub-pixel `points` by bilinear interpolation.
+
+    image_index (S,) int, points (S, 2) (x, y), weights (S,). Dense samples along curves
+    (`resample_polyline`) splatted with weight `spacing * strength` give a line density whose
+    integral across the line is `strength`: the projection of a thin wire, ready to be blurred
+    by the imaging system's point-spread function. Samples outside the image are dropped.
+    """
+    h, w = size
+    idx = np.asarray(image_index, dtype=np.int64)
+    pts = np.asarray(points, dtype=np.float64)
+    wts = np.asarray(weights, dtype=np.float64)
+    x0, y0 = np.floor(pts[:, 0]), np.floor(pts[:, 1])
+    fx, fy = pts[:, 0] - x0, pts[:, 1] - y0
+    flat = np.zeros(n * h * w, dtype=np.float64)
+    for dx, dy, share in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
+        xi, yi = x0.astype(np.int64) + dx, y0.astype(np.int64) + dy
+        ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        flat += np.bincount(
+            (idx[ok] * h + yi[ok]) * w + xi[ok], weights=(wts * share)[ok], minlength=n * h * w
+        )
+    return flat.reshape(n, h, w).astype(np.float32)
