@@ -28,8 +28,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +39,16 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bench.data.cache import CacheStatus
     from bench.data.dataset import LandmarkDataset
 
 PROFILES = ("smoke", "quick", "paper")
 SPLITS = ("train", "val", "test")
 ROOT_ENV = "ADALOSS_DATA_ROOT"
 DEFAULT_ROOT = Path("datasets")
+_VARIANT = re.compile(
+    r"^(?P<kind>synthetic|real)(-[0-9a-f]{8})?-(?P<profile>[a-z]+)(-seed(?P<seed>\d+))?$"
+)
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +264,51 @@ def load_dataset(
 ) -> LandmarkDataset:
     """A task's dataset, memory-mapped from `<root>/<task>/<variant>/` (made once, then reused)."""
     return prepare_dataset(task, profile, source, root, seed=seed).dataset
+
+
+def cached_variants(root: str | Path | None = None) -> list[tuple[str, CacheStatus]]:
+    """(task, status) of every cached variant under the root, without hashing the arrays.
+
+    A variant is "stale" when its provenance differs from what `prepare_dataset` would ask for
+    now (parameters, generator or loader version, or the real data changed); the real data's
+    provenance can only be checked while its path exists.
+    """
+    from bench.data.cache import inspect_cache
+
+    found = []
+    base = data_root(root)
+    for task in TASKS:
+        task_dir = base / task
+        if not task_dir.is_dir():
+            continue
+        for directory in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+            if directory.name.startswith("."):
+                continue  # a write in progress or an old variant being removed
+            found.append((task, inspect_cache(directory, _expected_for(task, directory))))
+    return found
+
+
+def _expected_for(task: str, directory: Path) -> dict[str, Any] | None:
+    """The provenance `prepare_dataset` would expect for a variant directory, if knowable."""
+    match = _VARIANT.match(directory.name)
+    if match is None or match["profile"] not in PROFILES:
+        return None
+    seed = int(match["seed"] or 0)
+    source: str | Path = "synthetic"
+    if match["kind"] == "real":
+        from bench.data.cache import MANIFEST
+
+        try:
+            recorded = json.loads((directory / MANIFEST).read_text())["provenance"]["source"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not Path(recorded).exists():
+            return None
+        source = recorded
+    try:
+        return provenance(task, match["profile"], source, seed)
+    except (RuntimeError, FileNotFoundError, AttributeError):
+        return None
 
 
 def _produce(spec: TaskSpec, profile: str, source: str | Path, seed: int) -> LandmarkDataset:

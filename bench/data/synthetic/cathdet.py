@@ -212,7 +212,7 @@ def _tissue(params: CathDetParams, rng: np.random.Generator, n: int) -> FloatArr
     )
     ys, xs = np.mgrid[0:h, 0:w]
     centre = rng.uniform(0.3, 0.7, (n, 2))
-    radial = ((xs / w - centre[:, 0, None, None]) ** 2 + (ys / h - centre[:, 1, None, None]) ** 2)
+    radial = (xs / w - centre[:, 0, None, None]) ** 2 + (ys / h - centre[:, 1, None, None]) ** 2
     thickness = rng.uniform(*params.body_thickness, n)[:, None, None] * np.exp(-radial / 0.18)
     return (params.tissue_contrast * texture + thickness).astype(np.float32)
 
@@ -282,9 +282,10 @@ def _trace(
     n = starts.shape[0]
     if n == 0:
         return []
-    curvature = params.curvature * imaging.smooth_field(
-        rng, n, (1, _TRACE_STEPS), params.curvature_correlation
-    )[:, 0]
+    curvature = (
+        params.curvature
+        * imaging.smooth_field(rng, n, (1, _TRACE_STEPS), params.curvature_correlation)[:, 0]
+    )
     curvature[:, _CURVED_STEPS:] = 0.0
     theta = headings[:, None] + np.cumsum(curvature, axis=1)
     steps = np.stack([np.cos(theta), np.sin(theta)], axis=-1)

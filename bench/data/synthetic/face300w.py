@@ -33,7 +33,7 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 REFERENCE = 256
 _CHUNK = 128  # faces rendered together; fixed so the random stream does not depend on memory
 
@@ -107,7 +107,7 @@ class FaceParams:
     n_common: int
     n_challenging: int
     train_challenging: float = 0.15
-    box_fraction: tuple[float, float] = (0.64, 0.76)
+    box_fraction: tuple[float, float] = (0.6, 0.72)
     centre_jitter: float = 6.0
     identity: float = 0.07
     yaw_common: float = 14.0
@@ -417,11 +417,13 @@ def _backgrounds(rng: np.random.Generator, n: int, size: tuple[int, int]) -> Flo
     """(n, 3, H, W) clutter: a coloured texture with random rectangles, discs and strokes."""
     h, w = size
     base = rng.uniform(0.15, 0.85, (n, 3, 1, 1))
-    texture = imaging.fractal_field(rng, 3 * n, size, 0.15 * w, octaves=3).reshape(n, 3, h, w)
-    images = np.clip(base + 0.12 * texture, 0.0, 1.0).astype(np.float32)
+    # scenes vary mostly in brightness; colour varies less (a shared field plus a weaker tint)
+    shared = imaging.fractal_field(rng, n, size, 0.15 * w, octaves=3)[:, None]
+    tint = imaging.fractal_field(rng, 3 * n, size, 0.3 * w, octaves=2).reshape(n, 3, h, w)
+    images = np.clip(base + 0.15 * shared + 0.04 * tint, 0.0, 1.0).astype(np.float32)
     for i in range(n):
         for _ in range(rng.integers(4, 10)):
-            colour = rng.uniform(0.0, 1.0, 3)
+            colour = rng.uniform(0.0, 1.0) * rng.uniform(0.6, 1.0, 3)
             kind = rng.integers(0, 3)
             centre = rng.uniform(-0.1, 1.1, 2) * (w, h)
             extent = rng.uniform(0.08, 0.4, 2) * w
@@ -486,6 +488,10 @@ def _draw_face(
     nose = np.array([pts[27], pts[31], pts[32], pts[33], pts[34], pts[35]])
     imaging.paint(canvas, imaging.polygon_coverage(nose, size), skin * 1.06, 0.6)
     imaging.paint(canvas, imaging.polyline_coverage(pts[27:31], 2.5 * mm, size), skin * 1.15, 0.4)
+    # the side of the nose away from the light is in shadow
+    shadow_side = pts[31] if light[0] > 0 else pts[35]
+    flank = np.array([pts[28], 0.5 * (pts[29] + shadow_side), shadow_side])
+    imaging.paint(canvas, imaging.polyline_coverage(flank, 3.0 * mm, size), skin * 0.7, 0.45)
     imaging.paint(canvas, imaging.polyline_coverage(pts[31:36], 1.2 * mm, size), skin * 0.6, 0.6)
     for a, b in ((31, 32), (35, 34)):
         nostril = 0.55 * pts[b] + 0.45 * pts[a] + np.array([0.0, -1.0 * mm])
@@ -563,7 +569,7 @@ def _camera(
     blurred = challenging & (rng.random(n) < params.blur_probability)
     blurred |= challenging & ~dark & ~blurred & (rng.random(n) < 0.5)
     dark |= challenging & ~dark & ~blurred
-    gain = np.where(dark, rng.uniform(0.15, 0.35, n), rng.uniform(0.75, 1.15, n))
+    gain = np.where(dark, rng.uniform(0.25, 0.45, n), rng.uniform(0.75, 1.15, n))
     cast = 1.0 + rng.normal(0.0, 0.06, (n, 3))
     images = images * (gain[:, None] * cast)[:, :, None, None].astype(np.float32)
     sigma = np.where(blurred, rng.uniform(*params.blur_sigma, n), rng.uniform(0.0, 0.8, n))

@@ -1,0 +1,184 @@
+"""`bench data`: list, prepare and preview the benchmark datasets.
+
+Only click and the standard library are imported at module level (`bench --help` stays fast);
+the registry, torch and matplotlib are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from bench.data.registry import Prepared
+
+PROFILE_CHOICES = ("smoke", "quick", "paper")
+
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Dataset cache root (default: $ADALOSS_DATA_ROOT, else ./datasets).",
+)
+profile_option = click.option(
+    "--profile",
+    type=click.Choice(PROFILE_CHOICES),
+    default="quick",
+    show_default=True,
+    help="Size profile: smoke (tests), quick (64 px, CPU grids), paper (the paper's sizes).",
+)
+source_option = click.option(
+    "--source",
+    default="synthetic",
+    show_default=True,
+    metavar="synthetic|PATH",
+    help="'synthetic', or the path of real data in the task's format.",
+)
+
+
+@click.group()
+def data() -> None:
+    """Generate, cache, list and preview the benchmark datasets."""
+
+
+@data.command("list")
+@root_option
+def list_command(root: Path | None) -> None:
+    """Tasks, profiles and the cached variants with their size and status."""
+    from bench.data import registry
+
+    click.echo("tasks:")
+    for spec in registry.TASKS.values():
+        height, width = spec.reference_size
+        kind = "multi-instance" if spec.multi_instance else "one per landmark"
+        click.echo(
+            f"  {spec.name:<9} {len(spec.landmark_names):>3} landmarks ({kind}), "
+            f"{spec.channels} channel(s), reference {height}x{width}: {spec.description}"
+        )
+    click.echo(f"profiles: {', '.join(registry.PROFILES)}")
+    base = registry.data_root(root)
+    variants = registry.cached_variants(root)
+    if not variants:
+        click.echo(f"cached variants under {base}: none (run `bench data prepare TASK`)")
+        return
+    click.echo(f"cached variants under {base}:")
+    for task, status in variants:
+        counts = ""
+        if status.manifest is not None:
+            splits = status.manifest.get("splits", {})
+            counts = "/".join(str(splits.get(s, {}).get("size", "?")) for s in registry.SPLITS)
+            shape = splits.get("train", {}).get("image_shape")
+            if shape:
+                counts += f" (train/val/test), {shape[0]}x{shape[1]}x{shape[2]}"
+        note = f" - {status.detail}" if status.detail else ""
+        click.echo(
+            f"  {task:<9} {status.directory.name:<26} {_megabytes(status.size_bytes):>9} "
+            f"{status.state:<8} {counts}{note}"
+        )
+
+
+@data.command("prepare")
+@click.argument("task")
+@profile_option
+@source_option
+@root_option
+def prepare_command(task: str, profile: str, source: str, root: Path | None) -> None:
+    """Generate (or load real data for) TASK once and cache it under the root."""
+    from bench.data import registry
+
+    _check_task(task)
+    prepared = _prepare(task, profile, source, root)
+    data_set = prepared.dataset
+    sizes = ", ".join(f"{len(split)} {name}" for name, split in data_set.splits.items())
+    height, width = data_set.image_size
+    total = sum(p.stat().st_size for p in prepared.directory.iterdir() if p.is_file())
+    verb = {"cached": "found cached", "generated": "generated", "loaded": "loaded and cached"}
+    click.echo(
+        f"{verb[prepared.action]} {task}/{prepared.directory.name} in {prepared.seconds:.1f} s "
+        f"-> {prepared.directory}"
+    )
+    click.echo(
+        f"  {sizes}; images {height}x{width}x{data_set.channels}; "
+        f"{data_set.num_landmarks} landmarks; {_megabytes(total)}; "
+        f"splits {', '.join(registry.SPLITS)}"
+    )
+
+
+@data.command("show")
+@click.argument("task")
+@profile_option
+@click.option("--split", default="test", show_default=True, help="train, val or test.")
+@click.option(
+    "--subset", default="full", show_default=True, help="A named subset of the split, or full."
+)
+@source_option
+@root_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PNG file to write.",
+)
+@click.option("--n", "count", default=16, show_default=True, type=click.IntRange(min=1))
+def show_command(
+    task: str,
+    profile: str,
+    split: str,
+    subset: str,
+    source: str,
+    root: Path | None,
+    out: Path,
+    count: int,
+) -> None:
+    """Write a grid of TASK's images with landmarks drawn (coloured by group) to --out."""
+    from bench.data import registry
+
+    _check_task(task)
+    if split not in registry.SPLITS:
+        raise click.BadParameter(
+            f"unknown split {split!r}; choose one of: {', '.join(registry.SPLITS)}",
+            param_hint="'--split'",
+        )
+    prepared = _prepare(task, profile, source, root)
+    chosen = prepared.dataset.split(split)
+    known = ["full", *chosen.subsets]
+    if subset not in known:
+        raise click.BadParameter(
+            f"unknown subset {subset!r} of {task} {split}; choose one of: {', '.join(known)}",
+            param_hint="'--subset'",
+        )
+    from bench.data.preview import save_preview
+
+    drawn = save_preview(prepared.dataset, out, split=split, subset=subset, n=count)
+    click.echo(f"wrote {out} ({drawn} images of {task}/{prepared.directory.name} {split}/{subset})")
+
+
+def _check_task(task: str) -> None:
+    from bench.data import registry
+
+    if task not in registry.TASKS:
+        raise click.BadParameter(
+            f"unknown task {task!r}; choose one of: {', '.join(registry.TASKS)}",
+            param_hint="'TASK'",
+        )
+
+
+def _prepare(task: str, profile: str, source: str, root: Path | None) -> Prepared:
+    """registry.prepare_dataset with its errors turned into one-line CLI errors."""
+    from bench.data import registry
+
+    if source != "synthetic" and not Path(source).exists():
+        raise click.BadParameter(
+            f"{source} does not exist; pass 'synthetic' or the path of the real data",
+            param_hint="'--source'",
+        )
+    try:
+        return registry.prepare_dataset(task, profile, source, root)
+    except (RuntimeError, ValueError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
