@@ -12,6 +12,7 @@ import scipy.io
 from skimage import io as skio
 
 from adaloss.io import write_pts
+from bench.data.dataset import LandmarkDataset
 from bench.data.loaders import ibug300w
 
 # faces per folder in the fixture: 20 training faces, so exactly one (the 20th) is validation
@@ -54,7 +55,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def load_quietly(root: Path) -> ibug300w.LandmarkDataset:
+def load_quietly(root: Path) -> LandmarkDataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return ibug300w.load(root, SIZE)
