@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,15 +154,22 @@ def read_coco(json_path: Path) -> CocoFile:
     return CocoFile(path=json_path, landmark_names=names, images=list(images.values()))
 
 
-def _keypoint_category(json_path: Path, categories: list[dict[str, object]]) -> dict[str, object]:
-    with_keypoints = [c for c in categories if c.get("keypoints")]
+def _keypoint_category(json_path: Path, categories: list[dict[str, Any]]) -> dict[str, Any]:
+    with_keypoints = [c for c in categories if isinstance(c, dict) and c.get("keypoints")]
     if len(with_keypoints) != 1:
         found = ", ".join(str(c.get("name")) for c in with_keypoints) or "none"
         raise ValueError(
             f"{json_path}: {len(with_keypoints)} categories with keypoints ({found}); export "
             "exactly one keypoint category (its keypoint names are the landmarks)"
         )
-    return with_keypoints[0]
+    category = with_keypoints[0]
+    names = category["keypoints"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"{json_path}: category {category.get('name')!r} has keypoints {names!r}; "
+            "they must be a list of landmark names"
+        )
+    return category
 
 
 def _instance(json_path: Path, annotation: dict[str, object], k: int) -> NDArray[np.float64]:

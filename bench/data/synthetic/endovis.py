@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
@@ -148,13 +148,10 @@ def generate(params: EndoVisParams, seed: int) -> LandmarkDataset:
         "val": [pools.val] * params.n_val,
         "test": [pools.test_scissors] * n_with + [pools.test_plain] * (params.n_test - n_with),
     }
-    splits = {}
-    for name, pool_per_frame in sources.items():
-        frames = [
-            _frame(params, np.random.default_rng((seed, SPLIT_IDS[name], index)), pool)
-            for index, pool in enumerate(pool_per_frame)
-        ]
-        splits[name] = _stack(frames, params.image_size)
+    splits = {
+        name: _render_split(params, seed, name, pool_per_frame)
+        for name, pool_per_frame in sources.items()
+    }
     return LandmarkDataset(
         task="endovis",
         variant="synthetic",
@@ -195,15 +192,35 @@ def _complete_scenes(frames: list[real.Frame]) -> list[list[Tool]]:
     return scenes
 
 
-@dataclass(frozen=True)
-class _Frame:
-    image: NDArray[np.float32]  # (3, H, W)
-    claspers: Points  # (2, MAX_INSTANCES, 2) in pixels of the stored image
-    scissors: bool
+def _render_split(
+    params: EndoVisParams, seed: int, name: str, pool_per_frame: list[list[list[Tool]]]
+) -> Split:
+    """Frame i drawn from scene pool_per_frame[i] with its own random stream, straight into
+    the split's preallocated (N, 3, H, W) array."""
+    count = len(pool_per_frame)
+    images = np.empty((count, 3, *params.image_size), dtype=np.float32)
+    points = np.empty((count, len(real.LANDMARK_NAMES), MAX_INSTANCES, 2), dtype=np.float32)
+    scissors = torch.zeros(count, dtype=torch.bool)
+    for index, pool in enumerate(pool_per_frame):
+        rng = np.random.default_rng((seed, SPLIT_IDS[name], index))
+        tools = _scene(params, rng, pool)
+        images[index] = _render(params, rng, tools)
+        points[index] = _claspers(tools, params.image_size)
+        scissors[index] = any(tool.scissors for tool in tools)
+    return Split(
+        images=torch.from_numpy(images),
+        points=torch.from_numpy(points),
+        subsets={
+            "no-scissors": torch.nonzero(~scissors).flatten(),
+            "with-scissors": torch.nonzero(scissors).flatten(),
+        },
+    )
 
 
-def _frame(params: EndoVisParams, rng: np.random.Generator, pool: list[list[Tool]]) -> _Frame:
-    tools = _scene(params, rng, pool)
+def _render(
+    params: EndoVisParams, rng: np.random.Generator, tools: list[Tool]
+) -> NDArray[np.float32]:
+    """(3, H, W) frame: tissue, the tools in order, light, defocus, sensor noise."""
     size = params.image_size
     image = _tissue(params, rng, size)
     for tool in tools:
@@ -211,30 +228,17 @@ def _frame(params: EndoVisParams, rng: np.random.Generator, pool: list[list[Tool
     image = _illuminate(params, rng, image)
     blur = rng.uniform(*params.blur_range) * size[1] / real.REFERENCE_SIZE[1]
     image = imaging.gaussian_blur(image[None], blur)
-    image = imaging.poisson_gaussian_noise(rng, image, params.photons, params.read_noise)[0]
-    drivers = [tool.joints for tool in tools if not tool.scissors]
+    return imaging.poisson_gaussian_noise(rng, image, params.photons, params.read_noise)[0]
+
+
+def _claspers(tools: list[Tool], size: tuple[int, int]) -> Points:
+    """(2, MAX_INSTANCES, 2) clasper points of the needle drivers in pixels of a `size` image;
+    NaN for absent instances. Scissors are distractors, never targets."""
     claspers = np.full((2, MAX_INSTANCES, 2), np.nan)
+    drivers = [tool.joints for tool in tools if not tool.scissors]
     for instance, joints in enumerate(drivers):
         claspers[:, instance] = joints[[_LEFT, _RIGHT]]
-    return _Frame(
-        image=image,
-        claspers=_to_image(claspers, size),
-        scissors=any(tool.scissors for tool in tools),
-    )
-
-
-def _stack(frames: list[_Frame], size: tuple[int, int]) -> Split:
-    images = np.stack([f.image for f in frames]) if frames else np.zeros((0, 3, *size))
-    points = np.stack([f.claspers for f in frames]) if frames else np.zeros((0, 2, 3, 2))
-    scissors = torch.tensor([f.scissors for f in frames], dtype=torch.bool)
-    return Split(
-        images=torch.from_numpy(images.astype(np.float32)),
-        points=torch.from_numpy(points.astype(np.float32)),
-        subsets={
-            "no-scissors": torch.nonzero(~scissors).flatten(),
-            "with-scissors": torch.nonzero(scissors).flatten(),
-        },
-    )
+    return _to_image(claspers, size)
 
 
 def _to_image(points: Points, size: tuple[int, int]) -> Points:
@@ -406,8 +410,8 @@ def _draw_tool(
 
 def _stroke(
     image: NDArray[np.float32],
-    points: list[Points] | Points,
-    width: float | Points,
+    points: ArrayLike,
+    width: ArrayLike,
     colour: NDArray[np.float32],
     opacity: float = 1.0,
 ) -> None:
