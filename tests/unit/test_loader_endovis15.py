@@ -197,6 +197,13 @@ def test_broken_json_names_file_line_and_column(tmp_path: Path) -> None:
         endovis15.read_annotations(path)
 
 
+def test_truncated_gzip_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "test1_labels.json.gz"
+    path.write_bytes(gzip.compress(b'[{"annotations": []}]')[:-6])
+    with pytest.raises(ValueError, match=r"test1_labels\.json\.gz: cannot be decoded"):
+        endovis15.read_annotations(path)
+
+
 def test_unknown_joint_class_names_file_and_entry(tmp_path: Path) -> None:
     path = write_json(tmp_path / "t.json", [entry("f.png", [point("TipPoint", 1, 2)])])
     with pytest.raises(ValueError, match=r"t\.json: frame entry 0, point 0 has unknown joint"):

@@ -150,6 +150,11 @@ def _load_json(json_path: Path) -> object:
         ) from error
     except FileNotFoundError as error:
         raise ValueError(f"{json_path}: no such annotation file; check the path") from error
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{json_path}: cannot be decoded ({error}); restore the file from the annotation "
+            "repository"
+        ) from error
 
 
 def _read_frame(json_path: Path, index: int, entry: object, quirks: Counter[str]) -> Frame:
