@@ -32,7 +32,7 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 REFERENCE = 256
 _CHUNK = 128  # frames rendered together; fixed so the random stream does not depend on memory
 _TRACE_STEPS = 1000  # reference pixels traced per curve: far more than any curve needs to exit
@@ -162,11 +162,14 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
 
 
 def render_frames(params: CathDetParams, rng: np.random.Generator, n: int) -> Frames:
-    """Draw and render `n` frames (see the module docstring for the image model)."""
+    """Draw and render `n` frames (see the module docstring for the image model).
+
+    Every scene draw (geometry, contrasts, exposure, dose, jitter) comes before the draws whose
+    number depends on the image size (tissue texture, noise), so one seed gives the same scene
+    at every profile size.
+    """
     size = params.image_size
     scale = size[1] / REFERENCE
-    attenuation = _tissue(params, rng, n) + _bones(params, rng, n)
-
     tips_ref = rng.uniform(
         params.tip_margin * REFERENCE, (1 - params.tip_margin) * REFERENCE, (n, 2)
     )
@@ -177,18 +180,19 @@ def render_frames(params: CathDetParams, rng: np.random.Generator, n: int) -> Fr
     owners = np.repeat(np.arange(n), wire_counts)
     wire_starts, wire_headings = _border_starts(rng, owners.size)
     wires = _trace(params, rng, wire_starts, wire_headings)
-    curves = [*catheters, *wires]
     curve_owner = np.concatenate([np.arange(n), owners])
-    attenuation += _thin_curves(params, rng, curves, curve_owner, n)
+    attenuation = _bones(params, rng, n)
+    attenuation += _thin_curves(params, rng, [*catheters, *wires], curve_owner, n)
+    target_mean = rng.uniform(*params.target_mean, n)
+    photons = rng.uniform(*params.photons, n) / scale**2  # binning: dose per pixel grows
+    jitter = rng.normal(0.0, params.annotation_jitter, (n, 2))
 
+    attenuation += _tissue(params, rng, n)
     transmitted = np.exp(-attenuation)
-    exposure = rng.uniform(*params.target_mean, n) / transmitted.mean(axis=(1, 2))
+    exposure = target_mean / transmitted.mean(axis=(1, 2))  # automatic exposure control
     transmitted *= exposure[:, None, None].astype(np.float32)
     blurred = imaging.gaussian_blur(transmitted, params.psf_sigma * scale)
-    photons = rng.uniform(*params.photons, n) / scale**2  # binning: dose per pixel grows
     images = imaging.poisson_gaussian_noise(rng, blurred, photons, params.read_noise)
-
-    jitter = rng.normal(0.0, params.annotation_jitter, (n, 2))
     tips = _to_image(tips_ref, size)
     labels = _to_image(tips_ref + jitter, size)
     return Frames(images[:, None], tips, labels, wire_counts.astype(np.int64))

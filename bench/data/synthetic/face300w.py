@@ -90,7 +90,8 @@ class FaceParams:
     occlusion_probability: share of challenging faces with an occluder (hands, hair, objects).
     low_light_probability: share of challenging faces in low light (underexposed, noisy).
     blur_probability: share of challenging faces with motion or focus blur.
-    blur_sigma: (low, high) blur std of a blurred face.
+    blur_sigma: (low, high) blur std of a blurred face (motion and defocus in iBUG's
+        challenging images smear features over several pixels).
     noise_jaw_along, noise_jaw_across: annotation noise std along / across the jaw contour;
         points on a smooth contour have no anchor along it, so annotators disagree most there.
     noise_brows_along, noise_brows_across: same for the eyebrows' fuzzy upper/lower edges.
@@ -120,7 +121,7 @@ class FaceParams:
     occlusion_probability: float = 0.5
     low_light_probability: float = 0.5
     blur_probability: float = 0.5
-    blur_sigma: tuple[float, float] = (1.5, 3.5)
+    blur_sigma: tuple[float, float] = (2.5, 6.0)
     noise_jaw_along: float = 3.0
     noise_jaw_across: float = 1.2
     noise_brows_along: float = 2.0
