@@ -165,3 +165,12 @@ def test_every_challenging_face_is_darker_or_blurrier() -> None:
     blurrier = detail[60:] < detail[:60].min()
     assert (darker | blurrier).all()
     assert darker.any() and blurrier.any()
+
+
+def test_same_faces_at_every_profile_size(smoke: LandmarkDataset) -> None:
+    larger = face300w.generate(replace(SMOKE, image_size=(64, 64)), seed=0)
+    for name in ("train", "test"):
+        small = smoke.split(name).points.double()
+        large = larger.split(name).points.double()
+        # DESIGN.md's mapping between resolutions: u = (x + 0.5) * 32 / 64 - 0.5
+        torch.testing.assert_close(small, (large + 0.5) * 32 / 64 - 0.5)

@@ -32,7 +32,7 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 REFERENCE = 256
 _CHUNK = 128  # frames rendered together; fixed so the random stream does not depend on memory
 _TRACE_STEPS = 1000  # reference pixels traced per curve: far more than any curve needs to exit
@@ -128,12 +128,13 @@ class Frames:
 
 def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
     """The CathDet dataset: splits train/val/test; test subsets "with-wires" and "no-wires"."""
-    rng = np.random.default_rng(seed)
+    # two streams: the scenes do not depend on the image size, the texture and noise do
+    scene_rng, pixel_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     counts = {"train": params.n_train, "val": params.n_val, "test": params.n_test}
     splits = {}
     for name, count in counts.items():
         chunks = [
-            render_frames(params, rng, min(_CHUNK, count - start))
+            render_frames(params, scene_rng, pixel_rng, min(_CHUNK, count - start))
             for start in range(0, count, _CHUNK)
         ]
         images = np.concatenate([c.images for c in chunks]) if chunks else _empty(params)
@@ -161,13 +162,19 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
     )
 
 
-def render_frames(params: CathDetParams, rng: np.random.Generator, n: int) -> Frames:
+def render_frames(
+    params: CathDetParams,
+    scene_rng: np.random.Generator,
+    pixel_rng: np.random.Generator,
+    n: int,
+) -> Frames:
     """Draw and render `n` frames (see the module docstring for the image model).
 
-    Every scene draw (geometry, contrasts, exposure, dose, jitter) comes before the draws whose
-    number depends on the image size (tissue texture, noise), so one seed gives the same scene
-    at every profile size.
+    scene_rng draws everything whose number of draws does not depend on the image size
+    (geometry, contrasts, exposure, dose, jitter); pixel_rng the tissue texture and the noise.
+    So the same scene_rng state gives the same scenes and tips at every profile size.
     """
+    rng = scene_rng
     size = params.image_size
     scale = size[1] / REFERENCE
     tips_ref = rng.uniform(
@@ -187,12 +194,12 @@ def render_frames(params: CathDetParams, rng: np.random.Generator, n: int) -> Fr
     photons = rng.uniform(*params.photons, n) / scale**2  # binning: dose per pixel grows
     jitter = rng.normal(0.0, params.annotation_jitter, (n, 2))
 
-    attenuation += _tissue(params, rng, n)
+    attenuation += _tissue(params, pixel_rng, n)
     transmitted = np.exp(-attenuation)
     exposure = target_mean / transmitted.mean(axis=(1, 2))  # automatic exposure control
     transmitted *= exposure[:, None, None].astype(np.float32)
     blurred = imaging.gaussian_blur(transmitted, params.psf_sigma * scale)
-    images = imaging.poisson_gaussian_noise(rng, blurred, photons, params.read_noise)
+    images = imaging.poisson_gaussian_noise(pixel_rng, blurred, photons, params.read_noise)
     tips = _to_image(tips_ref, size)
     labels = _to_image(tips_ref + jitter, size)
     return Frames(images[:, None], tips, labels, wire_counts.astype(np.int64))

@@ -33,7 +33,7 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 REFERENCE = 256
 _CHUNK = 128  # faces rendered together; fixed so the random stream does not depend on memory
 
@@ -164,7 +164,8 @@ class FaceScenes:
 
 def generate(params: FaceParams, seed: int) -> LandmarkDataset:
     """The face dataset: splits train/val/test; test subsets "common" and "challenging"."""
-    rng = np.random.default_rng(seed)
+    # two streams: the geometry does not depend on the image size, the rendering does
+    rng, pixel_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     n_hard_train = round(params.train_challenging * params.n_train)
     n_hard_val = round(params.train_challenging * params.n_val)
     plans = {
@@ -177,7 +178,7 @@ def generate(params: FaceParams, seed: int) -> LandmarkDataset:
         images, labels = [], []
         for start in range(0, hard.size, _CHUNK):
             scenes = sample_faces(params, rng, hard[start : start + _CHUNK])
-            images.append(render_faces(params, rng, scenes))
+            images.append(render_faces(params, pixel_rng, scenes))
             labels.append(_to_image(scenes.labels, params.image_size))
         subsets = {}
         if name == "test":
