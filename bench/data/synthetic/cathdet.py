@@ -133,24 +133,23 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
     counts = {"train": params.n_train, "val": params.n_val, "test": params.n_test}
     splits = {}
     for name, count in counts.items():
-        chunks = [
-            render_frames(params, scene_rng, pixel_rng, min(_CHUNK, count - start))
-            for start in range(0, count, _CHUNK)
-        ]
-        images = np.concatenate([c.images for c in chunks]) if chunks else _empty(params)
-        labels = np.concatenate([c.labels for c in chunks]) if chunks else np.zeros((0, 2))
-        wires = np.concatenate([c.wires for c in chunks]) if chunks else np.zeros(0, np.int64)
+        # filled chunk by chunk, so a paper-size split is held in memory once
+        images = np.empty((count, 1, *params.image_size), dtype=np.float32)
+        labels = np.empty((count, 1, 2), dtype=np.float32)
+        wires = np.empty(count, dtype=np.int64)
+        for start in range(0, count, _CHUNK):
+            frames = render_frames(params, scene_rng, pixel_rng, min(_CHUNK, count - start))
+            stop = start + frames.wires.size
+            images[start:stop] = frames.images
+            labels[start:stop, 0] = frames.labels
+            wires[start:stop] = frames.wires
         subsets = {}
         if name == "test":
             subsets = {
                 "with-wires": torch.from_numpy(np.flatnonzero(wires > 0)),
                 "no-wires": torch.from_numpy(np.flatnonzero(wires == 0)),
             }
-        splits[name] = Split(
-            images=torch.from_numpy(images),
-            points=torch.from_numpy(labels[:, None, :].astype(np.float32)),
-            subsets=subsets,
-        )
+        splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
     spec = TASKS["cathdet"]
     return LandmarkDataset(
         task="cathdet",
@@ -209,10 +208,6 @@ def _to_image(points_ref: NDArray[np.float64], size: tuple[int, int]) -> NDArray
     """(n, 2) reference-frame points in pixels of the stored `size` images."""
     mapped = rescale_points(torch.from_numpy(points_ref), (REFERENCE, REFERENCE), size)
     return mapped.numpy()
-
-
-def _empty(params: CathDetParams) -> FloatArray:
-    return np.zeros((0, 1, *params.image_size), dtype=np.float32)
 
 
 def _tissue(params: CathDetParams, rng: np.random.Generator, n: int) -> FloatArray:
