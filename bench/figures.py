@@ -23,8 +23,14 @@ LINESTYLES = ("-", "--", ":", "-.")
 def save(figure: Figure, path: Path) -> Path:
     """Writes `figure` as PNG. Figures are built without pyplot: no global state to release."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=100)
     return path
+
+
+def spans_decades(values: Sequence[float]) -> bool:
+    """Whether positive values span more than a factor 10: only then does a log axis help."""
+    finite = [value for value in values if np.isfinite(value)]
+    return bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
 
 
 def history_curve(history: Sequence[Mapping[str, float]], key: str) -> Curve:
@@ -36,7 +42,7 @@ def history_curve(history: Sequence[Mapping[str, float]], key: str) -> Curve:
 def cell_sigma(history: Sequence[Mapping[str, float]], *, title: str) -> Figure:
     """Sigma of every landmark per epoch (from `sigma/<landmark>` keys) and their mean."""
     names = [key[len("sigma/") :] for key in history[0] if key.startswith("sigma/")]
-    figure = Figure(figsize=(6.4, 4.0))
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axis = figure.subplots()
     many = len(names) > MANY_LANDMARKS
     for name in names:
@@ -61,11 +67,11 @@ def cell_sigma(history: Sequence[Mapping[str, float]], *, title: str) -> Figure:
 
 def cell_validation(history: Sequence[Mapping[str, float]], metric: str, *, title: str) -> Figure:
     """Training loss (left) and the validation metric (right) per epoch."""
-    figure = Figure(figsize=(10, 3.8))
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
     loss_axis, val_axis = figure.subplots(1, 2)
     epochs, loss = history_curve(history, "train_loss")
     loss_axis.plot(epochs, loss, marker=".", color="C0")
-    if loss and all(value > 0 for value in loss if np.isfinite(value)):
+    if spans_decades(loss):
         loss_axis.set_yscale("log")
     loss_axis.set(xlabel="epoch", ylabel="train loss", title="training loss")
     epochs, values = history_curve(history, metric)
@@ -75,7 +81,6 @@ def cell_validation(history: Sequence[Mapping[str, float]], metric: str, *, titl
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -91,7 +96,7 @@ def prediction_overlay(overlay: Mapping[str, Any], *, title: str, columns: int =
     count = images.shape[0]
     columns = min(columns, count)
     rows = -(-count // columns)
-    figure = Figure(figsize=(3.0 * columns, 3.0 * rows))
+    figure = Figure(figsize=(3.0 * columns, 3.0 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
@@ -107,17 +112,10 @@ def prediction_overlay(overlay: Mapping[str, Any], *, title: str, columns: int =
         axis.scatter(gt[:, 0], gt[:, 1], s=40, facecolors="none", edgecolors="lime", linewidths=1.3)
         axis.scatter(guess[:, 0], guess[:, 1], s=30, marker="x", color="red", linewidths=1.3)
     figure.suptitle(f"{title}\ngreen o: ground truth, red x: prediction")
-    figure.tight_layout()
     return figure
 
 
-def grid_curves(
-    curves: Mapping[tuple[str, str], Curve],
-    *,
-    ylabel: str,
-    title: str,
-    log_scale: bool = False,
-) -> Figure:
+def grid_curves(curves: Mapping[tuple[str, str], Curve], *, ylabel: str, title: str) -> Figure:
     """One line per cell; colour = method, line style = learning rate; legend on the right.
 
     curves: (method, lr label) -> (epochs, values); a cell with several seeds passes one curve
@@ -125,7 +123,7 @@ def grid_curves(
     """
     methods = list(dict.fromkeys(method for method, _ in curves))
     lrs = list(dict.fromkeys(lr for _, lr in curves))
-    figure = Figure(figsize=(7.5, 4.6))
+    figure = Figure(figsize=(7.5, 4.6), layout="constrained")
     axis = figure.subplots()
     for (method, lr), (epochs, values) in curves.items():
         axis.plot(
@@ -136,7 +134,7 @@ def grid_curves(
             linewidth=1.6,
             label=f"{method} lr={lr}",
         )
-    if log_scale:
+    if spans_decades([value for _, values in curves.values() for value in values]):
         axis.set_yscale("log")
     axis.set(xlabel="epoch", ylabel=ylabel, title=title)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -147,7 +145,7 @@ def grid_curves(
 
 def region_sigma(curves: Mapping[str, Curve], *, title: str) -> Figure:
     """Mean sigma per landmark group (face region) per epoch, one line per region."""
-    figure = Figure(figsize=(6.4, 4.0))
+    figure = Figure(figsize=(6.4, 4.0), layout="constrained")
     axis = figure.subplots()
     for index, (region, (epochs, values)) in enumerate(curves.items()):
         axis.plot(epochs, values, color=f"C{index % 10}", linewidth=1.8, label=region)
@@ -155,5 +153,4 @@ def region_sigma(curves: Mapping[str, Curve], *, title: str) -> Figure:
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
     return figure

@@ -157,8 +157,8 @@ def expand_cells(
     for label in labels:
         if label not in grid.methods:
             raise GridError(
-                f"{where}: --methods: no method {label!r} in this grid"
-                f"{_suggest(label, grid.methods)}; methods: {', '.join(grid.methods)}"
+                f"{where}: --methods: no method {label!r} in this grid (methods: "
+                f"{', '.join(grid.methods)}){_suggest(label, grid.methods)}"
             )
     chosen_lrs = grid.lrs if lrs is None else tuple(lrs)
     for lr in chosen_lrs:

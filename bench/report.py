@@ -369,14 +369,10 @@ def write_figures(report: Report, folder: Path) -> list[Path]:
             )
         paths += _copy_overlay(report, row.run_id, folder / "overlays" / f"{stem}.png")
     if validation:
-        values = [v for _, curve in validation.values() for v in curve if math.isfinite(v)]
-        # a log axis only pays off when the errors span more than a decade
-        spans_decade = bool(values) and min(values) > 0 and max(values) > 10 * min(values)
         figure = figures.grid_curves(
             validation,
             ylabel=report.validation_metric,
             title=f"{report.grid}: {report.validation_metric} per epoch (profile {report.profile})",
-            log_scale=spans_decade,
         )
         paths.append(figures.save(figure, folder / "figures" / "validation_per_epoch.png"))
     if sigma:

@@ -1,0 +1,135 @@
+"""A store written by the smoke grid, read back through `mlflow server`'s REST API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+STARTUP_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def call(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET (body None) or POST JSON to the server; the decoded JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        base + path, data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return dict(json.loads(answer.read()))
+
+
+@pytest.fixture
+def server(smoke_grid: Any, tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` over the smoke grid's store on a free loopback port; always terminated."""
+    store = Path(smoke_grid.uri.removeprefix("sqlite:///")).parent
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            smoke_grid.uri,
+            "--default-artifact-root",
+            str(store / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the server's workers end with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"mlflow server exited with {process.returncode}: "
+                    f"{(tmp_path / 'server.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer /health in {STARTUP_TIMEOUT_S} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        stop_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            stop_group(process, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def stop_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is already gone
+        os.killpg(process.pid, sig)
+
+
+def test_runs_read_back_through_the_rest_api(server: str, smoke_grid: Any) -> None:
+    experiment = call(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=cathdet")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    found = call(
+        server,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment_id], "max_results": 100},
+    )
+    runs = found["runs"]
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+    parents = [t for t in tags if t.get("bench.role") == "parent"]
+    cells = [(run, t) for run, t in zip(runs, tags, strict=True) if t.get("bench.role") == "cell"]
+    assert len(runs) == 11 and len(parents) == 1 and len(cells) == 10
+    statuses = sorted(run["info"]["status"] for run, _ in cells)
+    assert statuses == ["FAILED"] + ["FINISHED"] * 9
+    methods = {(t["method"], t["lr"]) for _, t in cells}
+    assert len(methods) == 10 and ("adaloss", "0.001") in methods
+
+    run, tag = next((r, t) for r, t in cells if r["info"]["status"] == "FINISHED")
+    assert tag["mlflow.parentRunId"] == runs[tags.index(parents[0])]["info"]["run_id"]
+    run_id = run["info"]["run_id"]
+    history = call(
+        server, f"/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=val_distance"
+    )
+    assert sorted(m["step"] for m in history["metrics"]) == [1, 2]
+    artifacts = call(server, f"/api/2.0/mlflow/artifacts/list?run_id={run_id}")
+    assert {"config.json", "figures", "per_landmark.csv"} <= {f["path"] for f in artifacts["files"]}
+    filtered = call(
+        server,
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [experiment_id], "filter": f"tags.cell_key = '{tag['cell_key']}'"},
+    )
+    assert [r["info"]["run_id"] for r in filtered["runs"]] == [run_id]

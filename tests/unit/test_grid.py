@@ -1,0 +1,267 @@
+"""Grid files: expansion into cells, overrides, and one clear line per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cell import cell_key
+from bench.commands import run
+from bench.grid import GridError, expand_cells, load_grid, parse_lrs, shipped_grids
+
+USER_GRID = """\
+task: cathdet
+sigma_ref: 256
+lrs: [1e-3, 3.0e-4]
+seeds: 2
+methods:
+  narrow: {schedule: fixed, sigma: 5}
+  ada: {schedule: adaloss, sigma0: 40, window: 4, rho: 0.5, max_step: 2, restrict: false}
+  lin: {schedule: linear, sigma0: 60, k: 0.5, sigma_ref: 512}
+profiles:
+  quick: {epochs: 7, batch_size: 3}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_grids_expand_to_the_papers_cells() -> None:
+    assert shipped_grids() == ["cathdet", "endovis", "face300w"]
+    cathdet = expand_cells(load_grid("cathdet"), "quick")
+    assert len(cathdet) == 10  # sigma 5, 25, 40, 60 and Adaloss at lr 1e-3 and 1e-4
+    fixed = sorted({c.schedule.sigma for c in cathdet if c.schedule.kind == "fixed"})
+    assert fixed == [5.0, 25.0, 40.0, 60.0]
+    assert {c.lr for c in cathdet} == {1e-3, 1e-4}
+    assert {c.schedule.sigma_ref for c in cathdet} == {256}
+    assert sum(c.schedule.kind == "adaloss" for c in cathdet) == 2
+    assert len({cell_key(c) for c in cathdet}) == 10
+    assert len(expand_cells(load_grid("cathdet"), "quick", seeds=3)) == 30
+    face = expand_cells(load_grid("face300w"), "quick")
+    assert {c.lr for c in face} == {1e-4} and "adaloss" in {c.method for c in face}
+    endovis = expand_cells(load_grid("endovis"), "quick")
+    assert {c.lr for c in endovis} == {1e-3} and "adaloss" in {c.method for c in endovis}
+
+
+def test_user_grid_values_and_profile_overrides(tmp_path: Path) -> None:
+    grid = load_grid(str(write(tmp_path, USER_GRID)))
+    assert grid.name == "mine" and grid.task == "cathdet"
+    cells = expand_cells(grid, "quick")
+    assert len(cells) == 3 * 2 * 2
+    # seed-major, then lr, then the file's method order
+    assert [(c.seed, c.lr, c.method) for c in cells[:4]] == [
+        (0, 1e-3, "narrow"),
+        (0, 1e-3, "ada"),
+        (0, 1e-3, "lin"),
+        (0, 3e-4, "narrow"),
+    ]
+    assert {(c.epochs, c.batch_size, c.profile, c.grid) for c in cells} == {(7, 3, "quick", "mine")}
+    ada = cells[1].schedule
+    assert (ada.kind, ada.sigma0, ada.window, ada.rho, ada.max_step, ada.restrict) == (
+        "adaloss",
+        40.0,
+        4,
+        0.5,
+        2.0,
+        False,
+    )
+    assert (ada.sigma_ref, cells[2].schedule.sigma_ref, cells[2].schedule.k) == (256, 512, 0.5)
+
+
+def test_command_line_narrowing(tmp_path: Path) -> None:
+    grid = load_grid(str(write(tmp_path, USER_GRID)))
+    cells = expand_cells(grid, "quick", seeds=1, methods=["ada"], lrs=[0.01, 0.02], epochs=11)
+    assert [(c.method, c.lr, c.seed, c.epochs) for c in cells] == [
+        ("ada", 0.01, 0, 11),
+        ("ada", 0.02, 0, 11),
+    ]
+    with pytest.raises(GridError, match=r"--methods: no method 'adaa'.*did you mean 'ada'"):
+        expand_cells(grid, "quick", methods=["adaa"])
+    with pytest.raises(GridError, match=r"--lrs: learning rate -0.1 must be a positive"):
+        expand_cells(grid, "quick", lrs=[-0.1])
+    assert parse_lrs("1e-3, 2e-4") == [1e-3, 2e-4]
+    with pytest.raises(GridError, match=r"--lrs: 'fast' is not a number"):
+        parse_lrs("1e-3,fast")
+
+
+# (what is wrong, file text, line, key, phrase of the message)
+MISTAKES = [
+    (
+        "unknown task",
+        "task: cathdett\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n",
+        1,
+        "task",
+        "unknown task 'cathdett'; did you mean 'cathdet'?",
+    ),
+    (
+        "top-level typo",
+        "task: cathdet\nlrs: [1e-3]\nmethds: {a: {schedule: adaloss}}\n",
+        3,
+        "methds",
+        "unknown key; did you mean 'methods'?",
+    ),
+    (
+        "method key typo",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  s5:\n    schedule: fixed\n    sigam: 5\n",
+        6,
+        "methods.s5.sigam",
+        "unknown key; did you mean 'sigma'?",
+    ),
+    (
+        "unknown schedule",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a: {schedule: adalos}\n",
+        4,
+        "methods.a.schedule",
+        "unknown schedule 'adalos'; did you mean 'adaloss'?",
+    ),
+    (
+        "zero lr",
+        "task: cathdet\nlrs: [1e-3, 0]\nmethods: {a: {schedule: adaloss}}\n",
+        2,
+        "lrs",
+        "must be positive, got 0",
+    ),
+    (
+        "negative lr",
+        "task: cathdet\nlrs: -1e-3\nmethods: {a: {schedule: adaloss}}\n",
+        2,
+        "lrs",
+        "must be positive, got '-1e-3'",
+    ),
+    (
+        "zero sigma",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed, sigma: 0}\n",
+        4,
+        "methods.s.sigma",
+        "must be positive, got 0",
+    ),
+    (
+        "negative sigma0",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a:\n    schedule: adaloss\n    sigma0: -3\n",
+        6,
+        "methods.a.sigma0",
+        "must be positive, got -3",
+    ),
+    (
+        "key of another schedule",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a:\n    schedule: adaloss\n    sigma: 5\n",
+        6,
+        "methods.a.sigma",
+        "does not apply to schedule 'adaloss'",
+    ),
+    (
+        "fixed without sigma",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed}\n",
+        4,
+        "methods.s",
+        "schedule 'fixed' needs key 'sigma'",
+    ),
+    (
+        "window of one",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a: {schedule: adaloss, window: 1}\n",
+        4,
+        "methods.a.window",
+        "must be at least 2",
+    ),
+    (
+        "profile key typo",
+        "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n"
+        "profiles:\n  quick: {epoch: 3}\n",
+        5,
+        "profiles.quick.epoch",
+        "unknown key; did you mean 'epochs'?",
+    ),
+    (
+        "unknown profile",
+        "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n"
+        "profiles:\n  quik: {epochs: 3}\n",
+        5,
+        "profiles.quik",
+        "did you mean 'quick'?",
+    ),
+    (
+        "extra typo",
+        "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\nextra: {widht: 8}\n",
+        4,
+        "extra.widht",
+        "did you mean 'width'?",
+    ),
+    (
+        "repeated key",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a: {schedule: adaloss}\n"
+        "  a: {schedule: fixed, sigma: 5}\n",
+        5,
+        "methods.a",
+        "repeated key (first on line 4)",
+    ),
+    ("missing methods", "task: cathdet\nlrs: [1e-3]\n", None, "", "missing required key 'methods'"),
+    (
+        "restrict not a bool",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a: {schedule: adaloss, restrict: maybe}\n",
+        4,
+        "methods.a.restrict",
+        "must be true or false",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "text", "line", "key", "phrase"), MISTAKES, ids=[m[0] for m in MISTAKES]
+)
+def test_each_mistake_is_one_line_naming_file_line_and_key(
+    tmp_path: Path, what: str, text: str, line: int | None, key: str, phrase: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(GridError) as caught:
+        load_grid(str(path))
+    message = str(caught.value)
+    where = f"{path}:{line}: " if line is not None else f"{path}: "
+    assert message.startswith(where + (f"{key}: " if key else "")), message
+    assert phrase in message
+    assert "\n" not in message
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "task: cathdet\nlrs: [1e-3\nmethods: {}\n")
+    with pytest.raises(GridError, match=rf"^{path}:\d+: not valid YAML"):
+        load_grid(str(path))
+
+
+def test_unknown_shipped_name_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(GridError, match=r"unknown grid 'cathdt'; did you mean 'cathdet'\?"):
+        load_grid("cathdt")
+    with pytest.raises(GridError, match=r"no such grid file"):
+        load_grid(str(tmp_path / "absent.yaml"))
+
+
+def test_tune_section_is_accepted_and_kept(tmp_path: Path) -> None:
+    text = USER_GRID + "tune:\n  trials: 20\n  space: {rho: [0.1, 1.0]}\n"
+    assert load_grid(str(write(tmp_path, text))).tune == {
+        "trials": 20,
+        "space": {"rho": [0.1, 1.0]},
+    }
+
+
+def test_cli_rejects_a_bad_grid_with_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed, sigma: -5}\n"
+    )
+    result = CliRunner().invoke(run, ["--grid", str(path), "--dry-run", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: {path}:4: methods.s.sigma: must be positive, got -5"
+
+
+def test_profile_auto_says_what_it_picked(tracking_uri: str) -> None:
+    result = CliRunner().invoke(
+        run, ["--grid", "cathdet", "--dry-run", "--device", "cpu", "--tracking-uri", tracking_uri]
+    )
+    assert result.exit_code == 0, result.output
+    assert "profile: quick (--profile auto: no CUDA device is in use" in result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["cell_key", "task", "method", "lr", "seed", "status"]
+    assert len(lines) == 11 and all(line.split()[-1] == "pending" for line in lines[1:])
