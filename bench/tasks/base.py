@@ -1,0 +1,143 @@
+"""What every task provides to the trainer: profiles, a model, decoding and metrics.
+
+A task never runs the model. The trainer turns images into heatmaps; the task turns heatmaps
+into points (`decode`) and points into metrics (`validate` every epoch, `test` at the end).
+Points are in pixels of the stored images, which are also heatmap pixels because every model
+outputs its heatmaps at the input resolution; metrics are reported in the dataset's reference
+frame (`LandmarkDataset.reference_size`).
+
+Units: distances are pixels of the reference frame; NME, failure rates, AUC, precision, recall
+and "within" rates are percentages (the paper's tables), so 3.31 means 3.31 %.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from adaloss.targets import rescale_points
+from bench.data.dataset import LandmarkDataset, Split
+
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+# The keys a grid may override through `CellConfig.extra`. epochs and batch_size are cell fields.
+OVERRIDABLE = ("width", "depth", "kernel_size", "rotation_deg", "normalize")
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """A task's defaults for one profile.
+
+    epochs, batch_size: the training run (a grid may override both).
+    width: the model's base channels (U-Net) or growth rate (Dense U-Net).
+    depth: the number of 2x2 poolings. kernel_size: every conv layer's square kernel.
+    rotation_deg: training augmentation, a uniform rotation in +-rotation_deg (0: none).
+    normalize: target rendering, None or "mean" (adaloss.targets.render_heatmaps).
+    """
+
+    epochs: int
+    batch_size: int
+    width: int
+    depth: int
+    kernel_size: int
+    rotation_deg: float = 0.0
+    normalize: str | None = None
+
+
+@dataclass(frozen=True)
+class Task(ABC):
+    """A benchmark task. Subclasses are frozen dataclasses that fill in the fields and methods.
+
+    validation_metric: the per-epoch metric, lower is better; `validate` returns it with any
+        other "val_" metrics. summary_metrics: the final metrics a report table shows, in order
+        (test metrics from `test`, and "ntv_all", "ntv_last" which the trainer adds).
+    """
+
+    name: str
+    profiles: Mapping[str, TaskProfile]
+    validation_metric: str
+    summary_metrics: tuple[str, ...]
+
+    def settings(self, profile: str, extra: Mapping[str, Any] | None = None) -> TaskProfile:
+        """The profile's defaults with the model/augmentation keys of `extra` replaced.
+
+        Raises ValueError naming the profile or key when either is unknown.
+        """
+        if profile not in self.profiles:
+            raise ValueError(
+                f"task {self.name!r} has no profile {profile!r}; known: {', '.join(self.profiles)}"
+            )
+        overrides = dict(extra or {})
+        unknown = sorted(set(overrides) - set(OVERRIDABLE))
+        if unknown:
+            raise ValueError(
+                f"cell extra: unknown key(s) {', '.join(unknown)} for task {self.name!r}; "
+                f"allowed: {', '.join(OVERRIDABLE)}"
+            )
+        return dataclasses.replace(self.profiles[profile], **overrides)
+
+    def resolve(self, profile: str | TaskProfile) -> TaskProfile:
+        return self.settings(profile) if isinstance(profile, str) else profile
+
+    @abstractmethod
+    def build_model(
+        self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
+    ) -> nn.Module:
+        """A fresh model mapping (B, in_channels, H, W) to (B, num_landmarks, H, W)."""
+
+    @abstractmethod
+    def decode(self, heatmaps: Tensor) -> Tensor:
+        """(B, K, H, W) heatmaps -> points in heatmap pixels on the CPU: (B, K, 2), or
+        (B, K, M, 2) NaN-padded for multi-instance tasks."""
+
+    @abstractmethod
+    def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
+        """Per-epoch metrics ("val_" names) of decoded `points` on the whole `split`."""
+
+    @abstractmethod
+    def test(
+        self, points: Tensor, split: Split, dataset: LandmarkDataset
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        """Final metrics ("test_" names, per subset) and one row per landmark (landmark, group,
+        errors) of decoded `points` on `split`."""
+
+
+def to_reference(points: Tensor, dataset: LandmarkDataset) -> Tensor:
+    """Points (..., 2) in pixels of the stored images -> pixels of the reference frame."""
+    return rescale_points(points.double(), dataset.image_size, dataset.reference_size)
+
+
+def landmark_group(dataset: LandmarkDataset) -> list[str]:
+    """The group name of every landmark (its own name when no group lists it)."""
+    groups = list(dataset.landmark_names)
+    for group, indices in dataset.landmark_groups.items():
+        for index in indices:
+            groups[index] = group
+    return groups
+
+
+def subset_names(split: Split) -> list[str]:
+    """The split's named subsets followed by "full"."""
+    return [*split.subsets, "full"]
+
+
+def concat_points(parts: Sequence[Tensor]) -> Tensor:
+    """Concatenate decoded batches along B; (B, K, M, 2) parts are NaN-padded to the largest M."""
+    if parts[0].ndim == 3:
+        return torch.cat(list(parts))
+    instances = max(part.shape[2] for part in parts)
+    padded = [
+        torch.nn.functional.pad(part, (0, 0, 0, instances - part.shape[2]), value=float("nan"))
+        for part in parts
+    ]
+    return torch.cat(padded)
+
+
+def percent(value: float) -> float:
+    return 100.0 * value

@@ -1,0 +1,100 @@
+"""CathDet: one very precise landmark (the catheter tip), scored by its distance in pixels of the
+paper's 256 x 256 frame. Model: the paper's U-Net (9 conv layers, kernel 5, BatchNorm, ReLU)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from adaloss.decode import decode_argmax
+from adaloss.metrics import point_error
+from bench.data.dataset import LandmarkDataset, Split
+from bench.models import UNet
+from bench.tasks.base import Task, TaskProfile, landmark_group, percent, to_reference
+
+WITHIN_PX = (2.0, 5.0, 10.0)
+
+PROFILES = {
+    "smoke": TaskProfile(epochs=2, batch_size=8, width=4, depth=4, kernel_size=5),
+    "quick": TaskProfile(epochs=12, batch_size=16, width=8, depth=4, kernel_size=5),
+    "paper": TaskProfile(epochs=100, batch_size=16, width=32, depth=4, kernel_size=5),
+}
+
+
+def point_errors(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
+    """(N, K) distances in reference pixels between decoded (N, K, 2) points and the truth;
+    NaN where the landmark is missing."""
+    return point_error(to_reference(points, dataset), to_reference(split.points, dataset))
+
+
+def distance_summary(errors: Tensor, prefix: str) -> dict[str, float]:
+    """Mean, median, 90th percentile and "within r px" rates (%) of the finite errors."""
+    values = errors[~torch.isnan(errors)].double()
+    if values.numel() == 0:
+        raise ValueError(f"{prefix}: no labelled landmark to score")
+    summary = {
+        f"{prefix}_distance": float(values.mean()),
+        f"{prefix}_distance_median": float(values.median()),
+        f"{prefix}_distance_p90": float(torch.quantile(values, 0.9)),
+    }
+    for radius in WITHIN_PX:
+        summary[f"{prefix}_within_{radius:g}px"] = percent(
+            float((values <= radius).double().mean())
+        )
+    return summary
+
+
+@dataclass(frozen=True)
+class CathDet(Task):
+    name: str = "cathdet"
+    profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
+    validation_metric: str = "val_distance"
+    summary_metrics: tuple[str, ...] = (
+        "test_distance",
+        "test_distance_median",
+        "test_within_5px",
+        "ntv_all",
+        "ntv_last",
+    )
+
+    def build_model(
+        self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
+    ) -> nn.Module:
+        settings = self.resolve(profile)
+        return UNet(
+            in_channels,
+            num_landmarks,
+            width=settings.width,
+            depth=settings.depth,
+            kernel_size=settings.kernel_size,
+        )
+
+    def decode(self, heatmaps: Tensor) -> Tensor:
+        points, _ = decode_argmax(heatmaps.float())
+        return points.cpu()
+
+    def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
+        summary = distance_summary(point_errors(points, split, dataset), "val")
+        return {key: summary[key] for key in ("val_distance", "val_distance_median")}
+
+    def test(
+        self, points: Tensor, split: Split, dataset: LandmarkDataset
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        errors = point_errors(points, split, dataset)
+        rows = []
+        for index, (name, group) in enumerate(
+            zip(dataset.landmark_names, landmark_group(dataset), strict=True)
+        ):
+            summary = distance_summary(errors[:, index], "test")
+            rows.append(
+                {
+                    "landmark": name,
+                    "group": group,
+                    "mean_distance": summary["test_distance"],
+                    "median_distance": summary["test_distance_median"],
+                }
+            )
+        return distance_summary(errors, "test"), rows

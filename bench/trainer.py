@@ -1,0 +1,564 @@
+"""The one trainer every cell runs: `train_cell(cell)` reads like a reference training script.
+
+What a cell does, top to bottom (`train_cell`):
+ 1. seed torch, numpy and Python from the cell's seed; build the task's model, Adam(lr) and the
+    sigma schedule (sigmas converted from the grid's `sigma_ref` frame to heatmap pixels);
+ 2. resume from the newest checkpoint of the same cell key, if any;
+ 3. per epoch (`run_epoch`): visit the training images in an order drawn from a generator seeded
+    by (seed, epoch), augment each batch on the device, render its targets on the device from
+    the points with the schedule's current sigma, step Adam on the mean of the per-landmark MSE,
+    and sum the per-landmark losses on the device; one host sync per epoch;
+ 4. a non-finite loss (or weight) ends the cell with outcome "diverged": a result, not an error;
+ 5. step the schedule with the epoch's mean per-landmark loss (or after every batch when
+    `cell.schedule.unit == "iteration"`), validate (decode + the task's metric), checkpoint
+    every `checkpoint_every` epochs and after the last, and hand the epoch's metrics to the
+    logger in one dict;
+ 6. evaluate the final model on the test split (the task's metrics, NTV of the conv layers).
+
+Units: the logged sigmas ("sigma_mean", "sigma/<landmark>", "sigma_final_mean") are in the grid's
+unit, pixels of a `sigma_ref`-wide frame (heatmap pixels when sigma_ref is None), so a "sigma5"
+cell logs 5 at every profile; "sigma_final_mean_hm" is the same width in heatmap pixels. An
+epoch's sigma is the one its last batch was rendered with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from adaloss.losses import landmark_mse
+from adaloss.metrics import model_ntv
+from adaloss.schedules import Adaloss, FixedSigma, LinearDecay, SigmaSchedule
+from adaloss.targets import render_heatmaps
+from bench.augment import random_rotation
+from bench.cell import CellConfig, ScheduleConfig, cell_key
+from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
+from bench.data.dataset import LandmarkDataset, Split
+from bench.tasks import get_task
+from bench.tasks.base import Task, concat_points, landmark_group
+
+OVERLAY_IMAGES = 8
+SCHEDULE_UNITS = ("epoch", "iteration")
+
+
+class EpochLogger(Protocol):
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class CellResult:
+    """What a cell produced.
+
+    outcome: "finished" or "diverged". history: the dicts passed to `log_epoch`, in order.
+    final_metrics: test metrics (see the task), "ntv_all", "ntv_last", "sigma_final_mean",
+        "sigma_final_mean_hm", "wall_time_s", "images_per_s"; a diverged cell has no test or NTV
+        metrics but "diverged_epoch".
+    per_landmark: CSV rows: landmark, group, sigma_final, sigma_final_hm and the task's errors.
+    overlay: the first test images "images" (n, C, H, W) with "true" and "pred" points in image
+        pixels; empty for a diverged cell.
+    """
+
+    outcome: str
+    epochs_run: int
+    history: list[dict[str, float]]
+    final_metrics: dict[str, float]
+    per_landmark: list[dict[str, Any]]
+    overlay: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The per-batch choices of a cell, fixed for its whole run.
+
+    step_per_batch: the schedule steps after every batch (unit "iteration").
+    rotation_deg: on-device rotation augmentation (0: none). normalize: target normalisation.
+    """
+
+    batch_size: int
+    device: torch.device
+    step_per_batch: bool = False
+    rotation_deg: float = 0.0
+    normalize: str | None = None
+
+    @property
+    def bf16(self) -> bool:
+        return self.device.type == "cuda"
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One training epoch. landmark_losses: (K,) float64 mean loss per landmark over the epoch's
+    images (NaN/inf when it diverged). sigma: (K,) heatmap-pixel widths of its last batch."""
+
+    landmark_losses: Tensor
+    sigma: Tensor
+    finite: bool
+    images: int
+    seconds: float
+
+
+def train_cell(
+    cell: CellConfig,
+    *,
+    device: str = "cpu",
+    logger: EpochLogger | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 5,
+    data_root: Path | None = None,
+) -> CellResult:
+    """Train one cell, validating every epoch, and evaluate it on the test split.
+
+    Resumes from the newest checkpoint of the same `cell_key` in `checkpoint_dir`. Every epoch of
+    the returned history reaches `logger.log_epoch` exactly once per call, in order, including the
+    epochs restored from a checkpoint (replayed before training continues). Raises on bad input
+    and bugs; KeyboardInterrupt propagates with the last checkpoint intact.
+    """
+    from bench.data.registry import load_dataset
+
+    started = time.perf_counter()
+    torch_device = resolve_device(device)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    task = get_task(cell.task)
+    settings = task.settings(cell.profile, cell.extra)
+    dataset = load_dataset(cell.task, profile=cell.profile, source=cell.data_source, root=data_root)
+    key = cell_key(cell)
+    loop = LoopConfig(
+        batch_size=cell.batch_size,
+        device=torch_device,
+        step_per_batch=check_unit(cell.schedule) == "iteration",
+        rotation_deg=settings.rotation_deg,
+        normalize=settings.normalize,
+    )
+
+    with deterministic_algorithms(torch_device):
+        seed_everything(cell.seed)
+        model = prepare_model(
+            task.build_model(settings, dataset.channels, dataset.num_landmarks), torch_device
+        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
+        schedule = build_schedule(cell.schedule, dataset.num_landmarks, dataset.image_size)
+        sigma_unit = sigma_scale(cell.schedule, dataset.image_size)
+        progress = Progress()
+        saved = load_latest(checkpoint_dir, key) if checkpoint_dir is not None else None
+        if saved is not None:
+            progress = restore(saved, model, optimizer, schedule, torch_device)
+        for epoch, record in enumerate(progress.history, start=1):
+            if logger is not None:
+                logger.log_epoch(epoch, record)
+
+        train = on_device(dataset.split("train"), torch_device)
+        val = on_device(dataset.split("val"), torch_device)
+        outcome = "finished"
+        for epoch in range(progress.epoch + 1, cell.epochs + 1):
+            stats = run_epoch(model, optimizer, schedule, train, loop, epoch_generator(cell, epoch))
+            progress.add_training(stats)
+            if not stats.finite:
+                outcome = "diverged"
+                break
+            if not loop.step_per_batch:
+                schedule.step(stats.landmark_losses)
+            val_started = time.perf_counter()
+            val_metrics = task.validate(predict(model, task, val.images, loop), val, dataset)
+            seconds = stats.seconds + time.perf_counter() - val_started
+            record = epoch_record(stats, val_metrics, cell.lr, dataset, sigma_unit, seconds)
+            progress.finish_epoch(epoch, record, stats.sigma)
+            if checkpoint_dir is not None and (
+                epoch % checkpoint_every == 0 or epoch == cell.epochs
+            ):
+                state = checkpoint_state(key, progress, model, optimizer, schedule, torch_device)
+                state["wall_time_s"] += time.perf_counter() - started
+                save_checkpoint(checkpoint_dir, key, epoch, state)
+            if logger is not None:
+                logger.log_epoch(epoch, record)
+
+        wall_time_s = progress.wall_time_s + time.perf_counter() - started
+        if outcome == "diverged":
+            return diverged_result(progress, dataset, sigma_unit, wall_time_s)
+        return finished_result(progress, model, task, dataset, loop, sigma_unit, wall_time_s)
+
+
+# --- the epoch ---------------------------------------------------------------------------------
+
+
+def run_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: SigmaSchedule,
+    train: Split,
+    loop: LoopConfig,
+    generator: torch.Generator,
+) -> EpochStats:
+    """One pass over `train` (tensors on `loop.device`) in the order drawn from `generator`.
+
+    Targets are rendered per batch from the (augmented) points with the schedule's current sigma;
+    nothing waits for the device until the epoch's losses are summed up at the end, except the
+    per-batch schedule step of the "iteration" unit (which needs each batch's loss on the host).
+    """
+    started = time.perf_counter()
+    model.train()
+    size = tuple(train.images.shape[-2:])
+    order = torch.randperm(len(train), generator=generator).to(loop.device)
+    sigma = schedule.sigma.to(loop.device, torch.float32)
+    loss_sum = torch.zeros(train.points.shape[1], dtype=torch.float64, device=loop.device)
+    for start in range(0, len(train), loop.batch_size):
+        index = order[start : start + loop.batch_size]
+        images, points = train.images[index], train.points[index]
+        if loop.rotation_deg:
+            images, points = random_rotation(images, points, loop.rotation_deg, generator)
+        targets = render_heatmaps(points, sigma, size, normalize=loop.normalize)
+        if loop.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
+            heatmaps = model(images)
+        losses = landmark_mse(heatmaps.float(), targets)  # (K,)
+        optimizer.zero_grad(set_to_none=True)
+        losses.mean().backward()
+        optimizer.step()
+        batch_losses = losses.detach()
+        loss_sum += batch_losses.double() * len(index)
+        if loop.step_per_batch:
+            if not bool(torch.isfinite(batch_losses).all()):
+                break  # the schedule refuses non-finite losses; the epoch has diverged
+            sigma = schedule.step(batch_losses).to(loop.device, torch.float32)
+    finite = torch.isfinite(loss_sum).all() & all_finite(model)
+    landmark_losses = (loss_sum / len(train)).cpu()  # the epoch's one host sync
+    return EpochStats(
+        landmark_losses=landmark_losses,
+        sigma=sigma.cpu().double(),
+        finite=bool(finite),
+        images=len(train),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def all_finite(model: nn.Module) -> Tensor:
+    """A 0-d bool tensor on the model's device: no parameter or buffer is NaN or infinite."""
+    tensors = (*model.parameters(), *model.buffers())
+    checks = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
+    return torch.stack(checks).all()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, task: Task, images: Tensor, loop: LoopConfig) -> Tensor:
+    """Decoded points of (N, C, H, W) images (any device), batch by batch: (N, K, 2) or
+    (N, K, M, 2) in image pixels, on the CPU. BatchNorm uses its running statistics."""
+    model.eval()
+    parts = []
+    for start in range(0, len(images), loop.batch_size):
+        batch = images[start : start + loop.batch_size].to(loop.device)
+        if loop.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
+            heatmaps = model(batch)
+        parts.append(task.decode(heatmaps.float()))
+    return concat_points(parts)
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    """ "cpu", "cuda" or "cuda:N"; raises one clear line when CUDA is asked for but missing."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device {name!r} is not a torch device; use 'cpu' or 'cuda'") from error
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r} is not supported; use 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {name!r} requested but CUDA is not available (torch {torch.__version__}); "
+            "use device 'cpu'"
+        )
+    return device
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU, where they cost nothing; on CUDA the bilinear upsampling
+    backward has no deterministic kernel, so the global setting is left alone there."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)  # noqa: NPY002  (the global RNG library code draws from)
+    random.seed(seed)
+
+
+def epoch_generator(cell: CellConfig, epoch: int) -> torch.Generator:
+    """The CPU generator of one epoch's data order and augmentation, a function of (seed, epoch)
+    only, so a resumed cell draws exactly what an uninterrupted one would."""
+    seed = int(np.random.SeedSequence([cell.seed, epoch]).generate_state(1)[0])
+    return torch.Generator().manual_seed(seed)
+
+
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def on_device(split: Split, device: torch.device) -> Split:
+    return Split(split.images.to(device), split.points.to(device), split.subsets)
+
+
+def check_unit(config: ScheduleConfig) -> str:
+    if config.unit not in SCHEDULE_UNITS:
+        raise ValueError(
+            f"schedule.unit: {config.unit!r} is not one of {', '.join(SCHEDULE_UNITS)}"
+        )
+    return config.unit
+
+
+def sigma_scale(config: ScheduleConfig, heatmap_size: tuple[int, int]) -> float:
+    """Heatmap pixels per pixel of the `sigma_ref`-wide frame (1 when sigma_ref is None)."""
+    if config.sigma_ref is None:
+        return 1.0
+    if config.sigma_ref <= 0:
+        raise ValueError(f"schedule.sigma_ref must be > 0, got {config.sigma_ref}")
+    return heatmap_size[1] / config.sigma_ref
+
+
+def build_schedule(
+    config: ScheduleConfig, num_landmarks: int, heatmap_size: tuple[int, int]
+) -> SigmaSchedule:
+    """The cell's sigma schedule in heatmap pixels.
+
+    sigma, sigma0, k and max_step are scaled from the sigma_ref frame; sigma_min is already in
+    heatmap pixels; a missing sigma0 is a quarter of the heatmap's shorter side.
+    """
+    scale = sigma_scale(config, heatmap_size)
+    keep_history = check_unit(config) == "epoch"  # per-iteration records would pile up
+    sigma0 = min(heatmap_size) / 4 if config.sigma0 is None else config.sigma0 * scale
+    if config.kind == "fixed":
+        if config.sigma is None:
+            raise ValueError("schedule.sigma is required for kind 'fixed'")
+        return FixedSigma(num_landmarks, config.sigma * scale, keep_history=keep_history)
+    if config.kind == "adaloss":
+        return Adaloss(
+            num_landmarks,
+            sigma0,
+            window=config.window,
+            rho=config.rho,
+            sigma_min=config.sigma_min,
+            max_step=None if config.max_step is None else config.max_step * scale,
+            restrict=config.restrict,
+            keep_history=keep_history,
+        )
+    if config.kind == "linear":
+        if config.k is None:
+            raise ValueError("schedule.k is required for kind 'linear'")
+        return LinearDecay(
+            num_landmarks, sigma0, config.k * scale, config.sigma_min, keep_history=keep_history
+        )
+    raise ValueError(f"schedule.kind: {config.kind!r} is not one of fixed, adaloss, linear")
+
+
+# --- bookkeeping -------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What a cell has done so far; all of it goes into a checkpoint.
+
+    sigma: (K,) heatmap-pixel widths of the last finished epoch (None before the first).
+    """
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    sigma: Tensor | None = None
+    train_images: int = 0
+    train_seconds: float = 0.0
+    wall_time_s: float = 0.0
+
+    def add_training(self, stats: EpochStats) -> None:
+        self.train_images += stats.images
+        self.train_seconds += stats.seconds
+
+    def finish_epoch(self, epoch: int, record: dict[str, float], sigma: Tensor) -> None:
+        self.epoch = epoch
+        self.history.append(record)
+        self.sigma = sigma
+
+
+def epoch_record(
+    stats: EpochStats,
+    val_metrics: dict[str, float],
+    lr: float,
+    dataset: LandmarkDataset,
+    sigma_unit: float,
+    seconds: float,
+) -> dict[str, float]:
+    """The epoch's metrics, one flat dict of floats (the logger's one call per epoch)."""
+    sigma = stats.sigma / sigma_unit
+    return {
+        "train_loss": float(stats.landmark_losses.mean()),
+        **val_metrics,
+        "sigma_mean": float(sigma.mean()),
+        **{
+            f"sigma/{name}": float(s) for name, s in zip(dataset.landmark_names, sigma, strict=True)
+        },
+        "epoch_time_s": seconds,
+        "lr": lr,
+    }
+
+
+def checkpoint_state(
+    key: str,
+    progress: Progress,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: SigmaSchedule,
+    device: torch.device,
+) -> dict[str, Any]:
+    return {
+        "cell_key": key,
+        "epoch": progress.epoch,
+        "history": progress.history,
+        "sigma": progress.sigma,
+        "train_images": progress.train_images,
+        "train_seconds": progress.train_seconds,
+        "wall_time_s": progress.wall_time_s,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng": rng_state(device),
+    }
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: SigmaSchedule,
+    device: torch.device,
+) -> Progress:
+    """Load a checkpoint into the freshly built objects; returns the progress it recorded."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    restore_rng_state(state["rng"], device)
+    return Progress(
+        epoch=state["epoch"],
+        history=list(state["history"]),
+        sigma=state["sigma"],
+        train_images=state["train_images"],
+        train_seconds=state["train_seconds"],
+        wall_time_s=state["wall_time_s"],
+    )
+
+
+def final_sigma(progress: Progress) -> Tensor:
+    """(K,) heatmap-pixel widths the final model was last trained with."""
+    if progress.sigma is None:
+        raise ValueError("no epoch finished, so there is no final sigma")
+    return progress.sigma
+
+
+def timing_metrics(progress: Progress, wall_time_s: float) -> dict[str, float]:
+    rate = progress.train_images / progress.train_seconds if progress.train_seconds else math.nan
+    return {"wall_time_s": wall_time_s, "images_per_s": rate}
+
+
+def sigma_rows(
+    dataset: LandmarkDataset, sigma_hm: Tensor | None, sigma_unit: float
+) -> list[dict[str, Any]]:
+    groups = landmark_group(dataset)
+    rows = []
+    for index, name in enumerate(dataset.landmark_names):
+        width = math.nan if sigma_hm is None else float(sigma_hm[index])
+        rows.append(
+            {
+                "landmark": name,
+                "group": groups[index],
+                "sigma_final": width / sigma_unit,
+                "sigma_final_hm": width,
+            }
+        )
+    return rows
+
+
+def diverged_result(
+    progress: Progress, dataset: LandmarkDataset, sigma_unit: float, wall_time_s: float
+) -> CellResult:
+    sigma_hm = progress.sigma
+    final = {
+        "diverged_epoch": float(progress.epoch + 1),
+        "sigma_final_mean": math.nan if sigma_hm is None else float(sigma_hm.mean()) / sigma_unit,
+        "sigma_final_mean_hm": math.nan if sigma_hm is None else float(sigma_hm.mean()),
+        **timing_metrics(progress, wall_time_s),
+    }
+    return CellResult(
+        outcome="diverged",
+        epochs_run=progress.epoch,
+        history=progress.history,
+        final_metrics=final,
+        per_landmark=sigma_rows(dataset, sigma_hm, sigma_unit),
+    )
+
+
+def finished_result(
+    progress: Progress,
+    model: nn.Module,
+    task: Task,
+    dataset: LandmarkDataset,
+    loop: LoopConfig,
+    sigma_unit: float,
+    wall_time_s: float,
+) -> CellResult:
+    """Evaluate the final model on the test split and assemble the result."""
+    test = dataset.split("test")
+    points = predict(model, task, test.images, loop)
+    test_metrics, test_rows = task.test(points, test, dataset)
+    ntv = model_ntv(model)
+    sigma_hm = final_sigma(progress)
+    final = {
+        **test_metrics,
+        "ntv_all": ntv["all"],
+        "ntv_last": ntv["last"],
+        "sigma_final_mean": float(sigma_hm.mean()) / sigma_unit,
+        "sigma_final_mean_hm": float(sigma_hm.mean()),
+        **timing_metrics(progress, wall_time_s),
+    }
+    rows = [
+        {**sigma_row, **{k: v for k, v in test_row.items() if k not in sigma_row}}
+        for sigma_row, test_row in zip(
+            sigma_rows(dataset, sigma_hm, sigma_unit), test_rows, strict=True
+        )
+    ]
+    shown = min(OVERLAY_IMAGES, len(test))
+    overlay = {
+        "images": test.images[:shown].clone(),
+        "true": test.points[:shown].clone(),
+        "pred": points[:shown].clone(),
+    }
+    return CellResult(
+        outcome="finished",
+        epochs_run=progress.epoch,
+        history=progress.history,
+        final_metrics=final,
+        per_landmark=rows,
+        overlay=overlay,
+    )

@@ -1,0 +1,302 @@
+"""The shared trainer: learning, schedule stepping, resume, divergence, checkpoints, units."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import bench.trainer as trainer
+from adaloss.schedules import FixedSigma
+from adaloss.targets import render_heatmaps
+from bench.cell import CellConfig, ScheduleConfig, cell_key
+from bench.checkpoint import checkpoints, load_latest
+from bench.data.dataset import Split
+from bench.models import UNet
+from bench.trainer import (
+    LoopConfig,
+    build_schedule,
+    resolve_device,
+    run_epoch,
+    train_cell,
+)
+
+TIMING_KEYS = ("epoch_time_s",)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    """Tiny tensors gain nothing from threads, and on a shared machine OpenMP threads that wait
+    for each other cost far more than the work itself."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root shared by this module's cells (the smoke datasets are generated once)."""
+    return tmp_path_factory.mktemp("data")
+
+
+def smoke_cell(**changes: Any) -> CellConfig:
+    values: dict[str, Any] = {
+        "grid": "test",
+        "task": "cathdet",
+        "method": "adaloss",
+        "schedule": ScheduleConfig(kind="adaloss", window=2, sigma_ref=None),
+        "lr": 1e-3,
+        "seed": 3,
+        "profile": "smoke",
+        "epochs": 2,
+        "batch_size": 8,
+    }
+    values.update(changes)
+    return CellConfig(**values)
+
+
+class RecordingLogger:
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.epochs: list[int] = []
+        self.records: list[dict[str, float]] = []
+        self.interrupt_at = interrupt_at
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs.append(epoch)
+        self.records.append(metrics)
+        if epoch == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+def without_timing(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in history]
+
+
+# --- the epoch loop --------------------------------------------------------------------------
+
+
+def test_loss_falls_on_a_trivially_easy_task() -> None:
+    # The image IS the target heatmap: the network only has to copy its input.
+    torch.manual_seed(0)
+    points = torch.rand(32, 1, 2, generator=torch.Generator().manual_seed(1)) * 13 + 1.5
+    images = render_heatmaps(points, 2.0, (16, 16))
+    model = UNet(1, 1, width=4, depth=2, kernel_size=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    schedule = FixedSigma(1, 2.0)
+    loop = LoopConfig(batch_size=8, device=torch.device("cpu"))
+    split = Split(images, points)
+    losses = []
+    for epoch in range(15):
+        stats = run_epoch(
+            model, optimizer, schedule, split, loop, torch.Generator().manual_seed(epoch)
+        )
+        losses.append(float(stats.landmark_losses[0]))
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_epoch_loss_is_the_mean_over_images_of_the_batch_losses() -> None:
+    # 10 images in batches of 4, 4, 2 and lr 0: the epoch's loss must weight batches by size.
+    points = torch.rand(10, 2, 2, generator=torch.Generator().manual_seed(0)) * 10 + 3
+    images = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = UNet(1, 2, width=2, depth=1, kernel_size=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loop = LoopConfig(batch_size=4, device=torch.device("cpu"))
+    split = Split(images, points)
+    stats = run_epoch(
+        model, optimizer, FixedSigma(2, 1.5), split, loop, torch.Generator().manual_seed(7)
+    )
+
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7))
+    total = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():  # train mode as in the epoch: BatchNorm uses each batch's statistics
+        for batch in order.split(4):
+            target = render_heatmaps(points[batch], 1.5, (16, 16))
+            squared = (model(images[batch]) - target).square()
+            total += squared.sum(dim=(0, 2, 3)).double() / (16 * 16)
+    torch.testing.assert_close(stats.landmark_losses, total / 10)
+    assert stats.images == 10
+    assert stats.finite
+
+
+# --- train_cell ------------------------------------------------------------------------------
+
+
+class SpySchedule(FixedSigma):
+    """A fixed sigma that records every call to step."""
+
+    def __init__(self, num_landmarks: int, sigma: float) -> None:
+        super().__init__(num_landmarks, sigma)
+        self.calls: list[torch.Tensor] = []
+
+    def step(self, landmark_losses: Any) -> torch.Tensor:
+        self.calls.append(torch.as_tensor(landmark_losses).clone())
+        return super().step(landmark_losses)
+
+
+@pytest.mark.parametrize(("unit", "steps_per_epoch"), [("epoch", 1), ("iteration", 3)])
+def test_schedule_steps_once_per_epoch_or_per_batch(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, unit: str, steps_per_epoch: int
+) -> None:
+    spies: list[SpySchedule] = []
+
+    def spy_schedule(*args: Any) -> SpySchedule:
+        spies.append(SpySchedule(1, 2.0))
+        return spies[-1]
+
+    monkeypatch.setattr(trainer, "build_schedule", spy_schedule)
+    cell = smoke_cell(schedule=ScheduleConfig(kind="fixed", sigma=2.0, unit=unit), epochs=3)
+    result = train_cell(cell, data_root=data_root)
+    (spy,) = spies
+    # smoke: 24 training images in batches of 8
+    assert len(spy.calls) == 3 * steps_per_epoch
+    if unit == "epoch":
+        logged = [record["train_loss"] for record in result.history]
+        assert [float(call.mean()) for call in spy.calls] == pytest.approx(logged)
+
+
+def test_cell_logs_one_dict_per_epoch_with_every_metric(data_root: Path) -> None:
+    logger = RecordingLogger()
+    cell = smoke_cell(schedule=ScheduleConfig(kind="fixed", sigma=40.0, sigma_ref=256))
+    result = train_cell(cell, logger=logger, data_root=data_root)
+    assert result.outcome == "finished"
+    assert logger.epochs == [1, 2]
+    assert logger.records == result.history
+    record = result.history[0]
+    for key in ("train_loss", "val_distance", "sigma_mean", "sigma/tip", "epoch_time_s", "lr"):
+        assert math.isfinite(record[key]), key
+    # sigma is logged in the grid's unit: 40 px of the 256 frame (5 heatmap px at 32 px)
+    assert record["sigma/tip"] == pytest.approx(40.0)
+    assert result.final_metrics["sigma_final_mean_hm"] == pytest.approx(5.0)
+    for key in ("test_distance", "ntv_all", "ntv_last", "wall_time_s", "images_per_s"):
+        assert math.isfinite(result.final_metrics[key]), key
+    assert result.per_landmark[0]["landmark"] == "tip"
+    assert result.overlay["images"].shape == (8, 1, 32, 32)
+    assert result.overlay["pred"].shape == result.overlay["true"].shape == (8, 1, 2)
+
+
+def final_weights(directory: Path, cell: CellConfig) -> dict[str, torch.Tensor]:
+    state = load_latest(directory, cell_key(cell))
+    assert state is not None
+    return state["model"]
+
+
+def test_interrupted_and_resumed_cell_matches_an_uninterrupted_one(
+    data_root: Path, tmp_path: Path
+) -> None:
+    cell = smoke_cell(epochs=4)
+
+    def run(directory: Path, logger: RecordingLogger | None = None) -> trainer.CellResult:
+        return train_cell(
+            cell, logger=logger, checkpoint_dir=directory, checkpoint_every=2, data_root=data_root
+        )
+
+    straight = run(tmp_path / "a")
+
+    # Interrupted while logging epoch 3: the newest checkpoint is epoch 2's.
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", RecordingLogger(interrupt_at=3))
+    assert [epoch for epoch, _ in checkpoints(tmp_path / "b", cell_key(cell))] == [2]
+    logger = RecordingLogger()
+    resumed = run(tmp_path / "b", logger)
+
+    assert logger.epochs == [1, 2, 3, 4]  # the restored epochs are replayed, then 3 and 4
+    assert without_timing(resumed.history) == without_timing(straight.history)
+    sigmas = [record["sigma/tip"] for record in straight.history]
+    assert len(set(sigmas)) > 1  # window 2: Adaloss moved sigma within these 4 epochs
+    weights_a, weights_b = final_weights(tmp_path / "a", cell), final_weights(tmp_path / "b", cell)
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    timing = ("wall_time_s", "images_per_s")
+    assert {k: v for k, v in resumed.final_metrics.items() if k not in timing} == {
+        k: v for k, v in straight.final_metrics.items() if k not in timing
+    }
+
+
+def test_finished_cell_rerun_only_evaluates(data_root: Path, tmp_path: Path) -> None:
+    cell = smoke_cell(epochs=1)
+    first = train_cell(cell, checkpoint_dir=tmp_path, data_root=data_root)
+    logger = RecordingLogger()
+    again = train_cell(cell, logger=logger, checkpoint_dir=tmp_path, data_root=data_root)
+    assert logger.epochs == [1]
+    assert again.final_metrics["test_distance"] == first.final_metrics["test_distance"]
+
+
+@pytest.mark.parametrize("unit", ["epoch", "iteration"])
+def test_nan_loss_ends_the_cell_as_diverged(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, unit: str
+) -> None:
+    # Poison the loss from the second epoch on (smoke: 3 batches per epoch).
+    batches = []
+    real_mse = trainer.landmark_mse
+
+    def poisoned(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        batches.append(1)
+        losses = real_mse(pred, target)
+        return losses * math.nan if len(batches) > 3 else losses
+
+    monkeypatch.setattr(trainer, "landmark_mse", poisoned)
+    logger = RecordingLogger()
+    cell = smoke_cell(epochs=4, schedule=ScheduleConfig(kind="adaloss", unit=unit))
+    result = train_cell(cell, logger=logger, data_root=data_root)
+    assert result.outcome == "diverged"
+    assert result.epochs_run == 1
+    assert logger.epochs == [1]
+    assert len(result.history) == 1
+    assert result.final_metrics["diverged_epoch"] == 2.0
+    assert "test_distance" not in result.final_metrics
+    assert result.overlay == {}
+
+
+# --- setup pieces ----------------------------------------------------------------------------
+
+
+def test_sigmas_are_scaled_from_the_reference_frame_to_heatmap_pixels() -> None:
+    fixed = build_schedule(ScheduleConfig(kind="fixed", sigma=25.0), 1, (64, 64))
+    assert fixed.sigma.tolist() == [6.25]  # 25 px of 256 is 6.25 px of 64
+    adaloss = build_schedule(ScheduleConfig(kind="adaloss", max_step=8.0), 2, (64, 80))
+    assert adaloss.sigma.tolist() == [16.0, 16.0]  # a quarter of the shorter side
+    assert adaloss.max_step == pytest.approx(8.0 * 80 / 256)
+    explicit = build_schedule(ScheduleConfig(kind="adaloss", sigma0=128.0), 1, (64, 64))
+    assert explicit.sigma.tolist() == [32.0]
+    linear = build_schedule(
+        ScheduleConfig(kind="linear", k=4.0, sigma_ref=None, sigma_min=0.5), 1, (32, 32)
+    )
+    assert linear.sigma.tolist() == [8.0]
+    assert linear.step([0.1]).tolist() == [4.0]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ScheduleConfig(kind="fixed"), "schedule.sigma is required"),
+        (ScheduleConfig(kind="linear"), "schedule.k is required"),
+        (ScheduleConfig(kind="cosine"), "schedule.kind"),
+        (ScheduleConfig(kind="fixed", sigma=5.0, unit="batch"), "schedule.unit"),
+    ],
+)
+def test_bad_schedule_configs_are_refused(config: ScheduleConfig, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_schedule(config, 1, (32, 32))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_one_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="CUDA is not available") as error:
+        resolve_device("cuda")
+    assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="not supported"):
+        resolve_device("meta")
+
+
+def test_a_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
+    cell = smoke_cell()
+    path = tmp_path / f"{cell_key(cell)}-epoch0002.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="unreadable checkpoint"):
+        load_latest(tmp_path, cell_key(cell))
