@@ -76,7 +76,7 @@ def content_hash(dataset: LandmarkDataset) -> str:
     file_hashes = {}
     for name, array in array_files(dataset).items():
         sink = _HashSink()
-        np.save(sink, array, allow_pickle=False)  # type: ignore[arg-type]
+        np.save(sink, array, allow_pickle=False)
         file_hashes[name] = sink.digest.hexdigest()
     return _combine(file_hashes)
 

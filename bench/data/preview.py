@@ -37,7 +37,7 @@ def save_preview(
         raise ValueError(f"{dataset.task} {split}/{subset} has no images to preview")
     # evenly spaced, so a split ordered by subset (common, then challenging) shows both
     picks = torch.linspace(0, members.numel() - 1, min(n, members.numel())).round().long()
-    indices = members[picks.unique()]
+    indices = members[torch.unique(picks)]
     count = int(indices.numel())
     images = data.images[indices].float().clamp(0, 1)
     points = data.points[indices].float()
@@ -54,8 +54,8 @@ def save_preview(
         if slot >= count:
             continue
         axis.imshow(_as_rgb(images[slot]), interpolation="nearest")
-        for name, members in dataset.landmark_groups.items():
-            xy = points[slot, list(members)].reshape(-1, 2)
+        for name, group in dataset.landmark_groups.items():
+            xy = points[slot, list(group)].reshape(-1, 2)
             xy = xy[~torch.isnan(xy).any(dim=1)]
             axis.scatter(
                 xy[:, 0],
@@ -81,7 +81,7 @@ def save_preview(
     return count
 
 
-def _group_colours(dataset: LandmarkDataset) -> dict[str, tuple[float, ...]]:
+def _group_colours(dataset: LandmarkDataset) -> dict[str, tuple[float, float, float, float]]:
     palette = plt.get_cmap("tab10")
     return {name: palette(k % 10) for k, name in enumerate(dataset.landmark_groups)}
 

@@ -220,7 +220,8 @@ def _tissue(params: CathDetParams, rng: np.random.Generator, n: int) -> FloatArr
     centre = rng.uniform(0.3, 0.7, (n, 2))
     radial = (xs / w - centre[:, 0, None, None]) ** 2 + (ys / h - centre[:, 1, None, None]) ** 2
     thickness = rng.uniform(*params.body_thickness, n)[:, None, None] * np.exp(-radial / 0.18)
-    return (params.tissue_contrast * texture + thickness).astype(np.float32)
+    tissue: FloatArray = (params.tissue_contrast * texture + thickness).astype(np.float32)
+    return tissue
 
 
 def _bones(params: CathDetParams, rng: np.random.Generator, n: int) -> FloatArray:
@@ -296,7 +297,7 @@ def _trace(
     theta = headings[:, None] + np.cumsum(curvature, axis=1)
     steps = np.stack([np.cos(theta), np.sin(theta)], axis=-1)
     path = np.concatenate([starts[:, None], starts[:, None] + np.cumsum(steps, axis=1)], axis=1)
-    outside = ((path < -0.5) | (path > REFERENCE - 0.5)).any(axis=-1)
+    outside = np.any((path < -0.5) | (path > REFERENCE - 0.5), axis=-1)
     outside[:, 0] = False  # border starts sit on the edge
     exits = outside.argmax(axis=1)
     return [path[i, : exits[i] + 1] for i in range(n)]

@@ -418,7 +418,7 @@ def _backgrounds(rng: np.random.Generator, n: int, size: tuple[int, int]) -> Flo
     # scenes vary mostly in brightness; colour varies less (a shared field plus a weaker tint)
     shared = imaging.fractal_field(rng, n, size, 0.15 * w, octaves=3)[:, None]
     tint = imaging.fractal_field(rng, 3 * n, size, 0.3 * w, octaves=2).reshape(n, 3, h, w)
-    images = np.clip(base + 0.15 * shared + 0.04 * tint, 0.0, 1.0).astype(np.float32)
+    images: FloatArray = np.clip(base + 0.15 * shared + 0.04 * tint, 0.0, 1.0).astype(np.float32)
     for i in range(n):
         for _ in range(rng.integers(4, 10)):
             colour = rng.uniform(0.0, 1.0) * rng.uniform(0.6, 1.0, 3)
@@ -443,7 +443,8 @@ def _skin(rng: np.random.Generator) -> Float64:
     """An RGB skin tone between light and dark complexions, slightly varied in hue."""
     tone = rng.uniform(0.0, 1.0)
     light, dark = np.array([0.93, 0.77, 0.66]), np.array([0.42, 0.28, 0.2])
-    return np.clip(light + tone * (dark - light) + rng.normal(0.0, 0.025, 3), 0.0, 1.0)
+    skin: Float64 = np.clip(light + tone * (dark - light) + rng.normal(0.0, 0.025, 3), 0.0, 1.0)
+    return skin
 
 
 def _draw_face(
@@ -523,7 +524,9 @@ def _draw_face(
         cavity = imaging.polygon_coverage(pts[60:68], size)
         imaging.paint(canvas, cavity, np.array([0.15, 0.04, 0.05]))
         teeth = 0.7 * pts[60:65].mean(axis=0) + 0.3 * pts[[67, 66, 65]].mean(axis=0)
-        axes = (0.8 * np.linalg.norm(pts[64] - pts[60]) / 2, min(2.5 * mm, mouth_open * mm / 3))
+        axes = np.array(
+            [0.8 * np.linalg.norm(pts[64] - pts[60]) / 2, min(2.5 * mm, mouth_open * mm / 3)]
+        )
         imaging.paint(canvas, imaging.ellipse_coverage(teeth, axes, 0.0, size) * cavity, 0.9)
     else:
         line = pts[[60, 61, 62, 63, 64]]

@@ -39,8 +39,8 @@ def smooth_field(
     transfer = np.exp(-2.0 * np.pi**2 * correlation_px**2 * (fx**2 + fy**2))
     field = np.fft.irfft2(np.fft.rfft2(noise) * transfer, s=(h, w)).astype(np.float32)
     field -= field.mean(axis=(1, 2), keepdims=True)
-    std = field.std(axis=(1, 2), keepdims=True)
-    return field / np.maximum(std, np.float32(1e-12))
+    standardised: FloatArray = field / np.maximum(field.std(axis=(1, 2), keepdims=True), 1e-12)
+    return standardised
 
 
 def fractal_field(
@@ -61,7 +61,8 @@ def fractal_field(
         scale = max(correlation_px / 2**octave, 0.5)
         total += np.float32(persistence**octave) * smooth_field(rng, n, size, scale)
     total -= total.mean(axis=(1, 2), keepdims=True)
-    return total / np.maximum(total.std(axis=(1, 2), keepdims=True), np.float32(1e-12))
+    standardised: FloatArray = total / np.maximum(total.std(axis=(1, 2), keepdims=True), 1e-12)
+    return standardised
 
 
 def gaussian_blur(images: FloatArray, sigma_px: float | ArrayLike) -> FloatArray:
@@ -101,7 +102,8 @@ def poisson_gaussian_noise(
     signal = np.clip(images, 0.0, None)
     variance = signal / photons_arr.reshape(per_image) + read_arr.reshape(per_image) ** 2
     noise = rng.standard_normal(images.shape, dtype=np.float32) * np.sqrt(variance)
-    return np.clip(signal + noise, 0.0, 1.0).astype(np.float32)
+    noisy: FloatArray = np.clip(signal + noise, 0.0, 1.0).astype(np.float32)
+    return noisy
 
 
 def paint(
@@ -114,7 +116,7 @@ def paint(
     """
     alpha = np.float32(opacity) * coverage
     if canvas.ndim == 2:
-        canvas += alpha * (np.float32(value) - canvas)
+        canvas += alpha * (np.asarray(value, dtype=np.float32) - canvas)
         return
     colour = np.broadcast_to(np.asarray(value, dtype=np.float32), (canvas.shape[0],))
     canvas += alpha[None] * (colour[:, None, None] - canvas)
@@ -141,7 +143,8 @@ def _box(
 
 def _ramp(signed_distance: FloatArray) -> FloatArray:
     """Coverage from the signed distance to a boundary (positive inside): a one-pixel ramp."""
-    return np.clip(signed_distance + 0.5, 0.0, 1.0).astype(np.float32)
+    coverage: FloatArray = np.clip(signed_distance + 0.5, 0.0, 1.0).astype(np.float32)
+    return coverage
 
 
 def _segment_distances(
