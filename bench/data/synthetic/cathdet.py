@@ -2,12 +2,12 @@
 
 What makes the real task hard, and how each part is modelled (see `CathDetParams`):
 
-* the catheter is a wire 1-2 px wide at 256 x 256 that dims the image by only ~10 %, i.e. a
-  contrast-to-noise ratio of a few per pixel: it is drawn as a line integral of attenuation along
-  a smooth random curve that enters from the border and ends at the tip (the landmark);
+* the catheter is a wire 1-2 px wide at 256 x 256 that dims its centre line by 15-40 %, a
+  contrast-to-noise ratio of about 2-6 per pixel: it is drawn as a line integral of attenuation
+  along a smooth random curve that enters from the border and ends at the tip (the landmark);
 * quantum (Poisson) and read (Gaussian) noise at fluoroscopic dose, after the detector blur;
 * anatomy in the way: a smooth soft-tissue background and bone (rib-like arcs, vertebra-like
-  blobs) whose edges are far stronger than the catheter;
+  blobs), wide structures whose edges are as strong as the catheter;
 * distractors: in some frames other wires (ECG leads, guide wires) cross the frame from border to
   border; locally they look exactly like the catheter, only the catheter has an end inside;
 * annotation jitter of about 1 px between the drawn tip and the labelled point.
@@ -56,13 +56,14 @@ class CathDetParams:
     ribs: (min, max) rib-like arcs per frame; a chest field of view shows 2-6 ribs.
     rib_width: (low, high) width of a rib; ribs are 10-15 mm, about 9-16 px at 256 px per
         ~25 cm field.
-    rib_attenuation: (low, high) log-attenuation of a rib; bone dims the image by 15-35 %,
-        several times the catheter.
+    rib_attenuation: (low, high) log-attenuation of a rib; a rib dims the image by 10-22 %
+        over its whole width, edges as strong as the thin catheter's.
     rib_spacing: (low, high) distance between neighbouring ribs (intercostal spaces).
     spine_probability: share of frames with a vertebral column (a column of dense blobs).
     catheter_width: (low, high) catheter width; 4-6 French catheters (1.3-2 mm) are 1-2 px.
-    catheter_contrast: (low, high) peak dimming of a 1 px-wide wire (log-attenuation per px of
-        width); thin polymer catheters with a braided or radio-opaque core are faint.
+    catheter_contrast: (low, high) log-attenuation per px of wire width (the wire's line
+        integral is contrast * width); after the detector blur a 1-2 px wire dims its centre
+        line by 15-40 %: a thin polymer catheter with a braided or radio-opaque core.
     curvature: std of the curve's curvature (rad per px); 0.012 is a bend radius of ~80 px,
         the gentle curves of a catheter following vessels.
     curvature_correlation: arc length (px) over which the curvature changes.
