@@ -6,11 +6,16 @@ commands without importing torch, mlflow or pandas, which the command bodies imp
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bench.cell import CellConfig
 
 PROFILE_CHOICES = ("auto", "smoke", "quick", "paper")
 
@@ -147,7 +152,7 @@ def _resolve_profile(profile: str, device: str) -> str:
     return chosen
 
 
-def _dry_run_table(cells: list, uri: str) -> str:
+def _dry_run_table(cells: list[CellConfig], uri: str) -> str:
     """key, task, method, lr, seed and status of every cell; reads the store, creates nothing."""
     from bench import tracking
     from bench.cell import cell_key
@@ -200,6 +205,8 @@ def report(
     from bench import report as reports
     from bench import tracking
 
+    # the report downloads small artifacts; MLflow's per-download progress bars are noise here
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = tracking.tracking_uri(tracking_uri)
     name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
     try:

@@ -258,7 +258,7 @@ def markdown(report: Report) -> str:
     sources and figure links."""
     table = report.table
     lines = [
-        f"# {report.grid}: {report.task}, profile {report.profile}",
+        f"# Grid {report.grid} (task {report.task}, profile {report.profile})",
         "",
         f"Store `{report.uri}`, {len(report.records)} cell runs, "
         f"generated {time.strftime('%Y-%m-%d %H:%M')}. Values are mean ± std over the seeds whose "
@@ -312,13 +312,18 @@ def markdown(report: Report) -> str:
 
 def metric_families(metrics: Sequence[str]) -> dict[str, list[str]]:
     """Metrics grouped for display: `test_x/<family>/<subset>` by family (EndoVis claspers),
-    everything else in one unnamed family; one table of 20 columns would be unreadable."""
+    then everything else in one unnamed family; one table of 20 columns would be unreadable."""
     families: dict[str, list[str]] = {}
+    rest: list[str] = []
     for metric in metrics:
         parts = metric.split("/")
-        families.setdefault(parts[1] if len(parts) >= 3 else "", []).append(metric)
-    unnamed = families.pop("", [])
-    return {"": unnamed, **families} if unnamed and families else families or {"": unnamed}
+        if len(parts) >= 3:
+            families.setdefault(parts[1], []).append(metric)
+        else:
+            rest.append(metric)
+    if not families:
+        return {"": rest}
+    return {**families, "other": rest} if rest else families
 
 
 def write_report(report: Report, folder: Path, fmt: str = "md") -> list[Path]:
@@ -423,9 +428,9 @@ def _number_text(value: float | None) -> str:
 
 def _short(metric: str, family: str) -> str:
     """`test_recall/left_clasper/full` -> `recall full` inside the left_clasper table."""
-    if family:
-        name, _, subset = metric.split("/", 2)
-        return f"{name.removeprefix('test_')} {subset.replace(family + '/', '')}"
+    parts = metric.split("/")
+    if len(parts) >= 3 and parts[1] == family:
+        return f"{parts[0].removeprefix('test_')} {'/'.join(parts[2:])}"
     return metric
 
 

@@ -407,6 +407,8 @@ def _run_workers(cells: Sequence[CellConfig], session: _Session, options: RunOpt
                         inboxes[slot], workers[slot] = start_worker(slot)
                         idle.append(slot)
                 continue
+            if key not in session.open:
+                continue  # from a worker already given up for dead; its cell is recorded
             if kind == "epoch":
                 session.epoch(key, *payload)
                 continue

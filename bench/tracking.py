@@ -213,7 +213,7 @@ class GridTracker:
         run = self.client.create_run(
             self.experiment_id, run_name=f"{cell.method}-lr{cell.lr:g}-s{cell.seed}", tags=tags
         )
-        run_id = run.info.run_id
+        run_id = str(run.info.run_id)
         params = [Param(name, value) for name, value in cell.to_params().items()]
         self.client.log_batch(run_id, params=params)
         config = {"cell_key": key, "device": device, **cell.to_dict()}
