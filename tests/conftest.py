@@ -5,7 +5,8 @@
 - MLflow stores: creating a SQLite store runs its migrations (seconds), so one migrated template
   database is made per session and each test gets a copy (`tracking_uri`).
 - `smoke_grid`: the shipped cathdet grid at the smoke profile, run once per session through the
-  CLI with one cell made to fail, for the tests that read a real grid's store.
+  CLI with one cell made to fail, for the tests that read a real grid's store. Those tests are
+  in xdist group "smoke_grid", so that under `pytest -n` the grid still trains only once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ import pytest
 
 FAILING_METHOD, FAILING_LR = "sigma40", 1e-4  # the smoke grid's cell that is made to fail
 INJECTED_ERROR = "injected failure at epoch 2 (test of failure isolation)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers this marker too; registering it here keeps --strict-markers happy
+    # when the tests run without xdist.
+    config.addinivalue_line(
+        "markers", "xdist_group(name): run on the same xdist worker as the group's other tests"
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -20,7 +20,7 @@ from bench.grid import expand_cells, load_grid
 from bench.runner import RunOptions, run_grid
 from bench.tracking import ROLE_TAG, ensure_experiment, open_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_grid")]
 
 SMOKE = ["--grid", "cathdet", "--profile", "smoke", "--device", "cpu"]
 TAGS = (
@@ -128,6 +128,11 @@ def test_summary_table_lists_every_cell(smoke_grid: Any) -> None:
     rows = lines[2:]
     assert len(rows) == 10
     assert sum(" failed " in row for row in rows) == 1
+    # stderr is no terminal here: plain progress lines, one per cell start, epoch and end
+    progress = smoke_grid.stderr.splitlines()
+    assert sum(" start cathdet " in line for line in progress) == 10
+    assert sum(" epoch 2/2 loss=" in line and "val_distance=" in line for line in progress) == 10
+    assert any("[10/10] finished cathdet" in line or "[10/10] failed" in line for line in progress)
 
 
 def test_dry_run_shows_done_failed_and_pending(
