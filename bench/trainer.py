@@ -223,7 +223,7 @@ def run_epoch(
             heatmaps = model(images)
         losses = landmark_mse(heatmaps.float(), targets)  # (K,)
         optimizer.zero_grad(set_to_none=True)
-        losses.mean().backward()
+        torch.autograd.backward(losses.mean())
         optimizer.step()
         batch_losses = losses.detach()
         loss_sum += batch_losses.double() * len(index)
@@ -316,7 +316,7 @@ def epoch_generator(cell: CellConfig, epoch: int) -> torch.Generator:
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     model = model.to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 

@@ -36,11 +36,21 @@ from bench.tasks.base import (
 FAILURE_THRESHOLDS = (0.08, 0.10)
 AUC_THRESHOLD = 0.08
 
-_FACE = {"rotation_deg": 30.0, "normalize": "mean", "depth": 3}
 PROFILES = {
-    "smoke": TaskProfile(epochs=2, batch_size=8, width=2, kernel_size=3, **_FACE),
-    "quick": TaskProfile(epochs=30, batch_size=16, width=8, kernel_size=5, **_FACE),
-    "paper": TaskProfile(epochs=150, batch_size=8, width=16, kernel_size=11, **_FACE),
+    name: TaskProfile(
+        epochs=epochs,
+        batch_size=batch_size,
+        width=width,
+        depth=3,
+        kernel_size=kernel_size,
+        rotation_deg=30.0,
+        normalize="mean",
+    )
+    for name, epochs, batch_size, width, kernel_size in (
+        ("smoke", 2, 8, 2, 3),
+        ("quick", 30, 16, 8, 5),
+        ("paper", 150, 8, 16, 11),
+    )
 }
 
 

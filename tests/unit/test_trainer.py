@@ -300,3 +300,16 @@ def test_a_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="unreadable checkpoint"):
         load_latest(tmp_path, cell_key(cell))
+
+
+@pytest.mark.slow  # creating the MLflow SQLite store dominates
+def test_perf_trainer_reports_a_ratio(data_root: Path) -> None:
+    from click.testing import CliRunner
+
+    from bench.perf.trainer import trainer as perf_trainer
+
+    arguments = ["--profile", "smoke", "--repeats", "1", "--data-root", str(data_root)]
+    result = CliRunner().invoke(perf_trainer, arguments)
+    assert result.exit_code == 0, result.output
+    assert "bare loop:" in result.output
+    assert "ratio " in result.output
