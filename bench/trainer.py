@@ -44,6 +44,7 @@ from bench.augment import random_rotation
 from bench.cell import CellConfig, ScheduleConfig, cell_key
 from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
 from bench.data.dataset import LandmarkDataset, Split
+from bench.data.registry import load_dataset
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
 
@@ -123,8 +124,6 @@ def train_cell(
     epochs restored from a checkpoint (replayed before training continues). Raises on bad input
     and bugs; KeyboardInterrupt propagates with the last checkpoint intact.
     """
-    from bench.data.registry import load_dataset
-
     started = time.perf_counter()
     torch_device = resolve_device(device)
     if checkpoint_every < 1:
@@ -161,7 +160,9 @@ def train_cell(
         val = on_device(dataset.split("val"), torch_device)
         outcome = "finished"
         for epoch in range(progress.epoch + 1, cell.epochs + 1):
-            stats = run_epoch(model, optimizer, schedule, train, loop, epoch_generator(cell, epoch))
+            stats = run_epoch(
+                model, optimizer, schedule, train, loop, epoch_generator(cell.seed, epoch)
+            )
             progress.add_training(stats)
             if not stats.finite:
                 outcome = "diverged"
@@ -176,8 +177,8 @@ def train_cell(
             if checkpoint_dir is not None and (
                 epoch % checkpoint_every == 0 or epoch == cell.epochs
             ):
-                state = checkpoint_state(key, progress, model, optimizer, schedule, torch_device)
-                state["wall_time_s"] += time.perf_counter() - started
+                elapsed = progress.wall_time_s + time.perf_counter() - started
+                state = checkpoint_state(key, progress, model, optimizer, schedule, elapsed)
                 save_checkpoint(checkpoint_dir, key, epoch, state)
             if logger is not None:
                 logger.log_epoch(epoch, record)
@@ -306,11 +307,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def epoch_generator(cell: CellConfig, epoch: int) -> torch.Generator:
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of one epoch's data order and augmentation, a function of (seed, epoch)
     only, so a resumed cell draws exactly what an uninterrupted one would."""
-    seed = int(np.random.SeedSequence([cell.seed, epoch]).generate_state(1)[0])
-    return torch.Generator().manual_seed(seed)
+    mixed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    return torch.Generator().manual_seed(mixed)
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -431,8 +432,10 @@ def checkpoint_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: SigmaSchedule,
-    device: torch.device,
+    wall_time_s: float,
 ) -> dict[str, Any]:
+    """Everything a resumed cell needs to continue on the same trajectory."""
+    device = next(model.parameters()).device
     return {
         "cell_key": key,
         "epoch": progress.epoch,
@@ -440,7 +443,7 @@ def checkpoint_state(
         "sigma": progress.sigma,
         "train_images": progress.train_images,
         "train_seconds": progress.train_seconds,
-        "wall_time_s": progress.wall_time_s,
+        "wall_time_s": wall_time_s,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),

@@ -182,7 +182,7 @@ class _Epochs:
     def ours(self, epoch: int) -> None:
         from bench.trainer import epoch_generator, epoch_record, run_epoch
 
-        generator = epoch_generator(self.cell, epoch)
+        generator = epoch_generator(self.cell.seed, epoch)
         stats = run_epoch(
             self.model, self.optimizer, self.schedule, self.train, self.loop, generator
         )
@@ -198,7 +198,7 @@ class _Epochs:
 
         model, optimizer, loop = self.bare_model, self.bare_optimizer, self.loop
         model.train()
-        order = torch.randperm(len(self.train), generator=epoch_generator(self.cell, epoch))
+        order = torch.randperm(len(self.train), generator=epoch_generator(self.cell.seed, epoch))
         order = order.to(self.device)
         for start in range(0, len(self.train), loop.batch_size):
             index = order[start : start + loop.batch_size]
