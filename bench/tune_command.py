@@ -1,0 +1,196 @@
+"""`bench tune`: an Optuna study of Adaloss's parameters on a grid's task.
+
+Only click and the standard library are imported at module level (`bench --help` stays fast).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from bench.commands import PROFILE_CHOICES, _resolve_profile
+
+
+@click.command("tune")
+@click.option(
+    "--grid",
+    "grid_name",
+    required=True,
+    help="A shipped grid (cathdet, face300w, endovis) or your grid YAML; its `tune:` section "
+    "is the search space.",
+)
+@click.option("--method", help="The grid's method to tune (default: the tune section's, adaloss).")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=0),
+    help="Trials this process adds to the study (several processes may share one study).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(PROFILE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs per trial (default: profile's).")
+@click.option(
+    "--lr",
+    type=float,
+    help="Learning rate when the space does not tune it (default: the grid's first).",
+)
+@click.option(
+    "--storage",
+    help="Optuna storage: an RDB URL (postgresql+psycopg2://USER@HOST/DB) or journal:FILE "
+    "(default: sqlite:///<MLflow store folder>/optuna.db, i.e. mlruns/optuna.db).",
+)
+@click.option("--study", "study_name", help="Study name (default: <grid>-<method>-<profile>).")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="TPE sampler seed (give each process sharing a study its own).",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option(
+    "--tracking-uri",
+    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
+)
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Print the best parameters and parameter importances, and log Optuna's figures to MLflow.",
+)
+def tune(
+    grid_name: str,
+    method: str | None,
+    trials: int | None,
+    profile: str,
+    epochs: int | None,
+    lr: float | None,
+    storage: str | None,
+    study_name: str | None,
+    seed: int,
+    device: str,
+    tracking_uri: str | None,
+    data_root: Path | None,
+    show: bool,
+) -> None:
+    """Tune Adaloss (window, rho, ...) with Optuna; each trial is a nested MLflow run."""
+    import optuna
+
+    from bench import queue, runner, tracking
+    from bench import tune as tuning
+    from bench.grid import SCHEDULE_KEYS, GridError, expand_cells, load_grid
+    from bench.progress import Progress
+    from bench.tasks import get_task
+
+    if trials is None and not show:
+        raise click.UsageError("give --trials N (and/or --show to print the study)")
+    try:
+        grid = load_grid(grid_name)
+
+        def fail(key: tuple[str, ...], message: str) -> GridError:
+            return GridError(f"{grid.path}: {'.'.join(key)}: {message}")
+
+        spec = tuning.read_tune_section(grid.tune, fail)
+        label = method or spec.method
+        if label not in grid.methods:
+            raise GridError(
+                f"{grid.path}: no method {label!r} to tune (methods: {', '.join(grid.methods)}); "
+                "pass --method or set tune.method"
+            )
+        kind = grid.methods[label].kind
+        wrong = [n for n in spec.space if n != "lr" and n not in SCHEDULE_KEYS[kind]]
+        if wrong:
+            raise GridError(
+                f"{grid.path}: tune.space: {', '.join(wrong)} do(es) not apply to method "
+                f"{label!r} (schedule {kind}); tune an adaloss method (--method)"
+            )
+        device = runner.resolve_device(device)
+        profile = _resolve_profile(profile, device)
+        [base] = expand_cells(
+            grid, profile, seeds=1, methods=[label], lrs=[lr or grid.lrs[0]], epochs=epochs
+        )
+    except ValueError as error:  # GridError and a bad --device
+        raise click.ClickException(str(error)) from None
+
+    uri = tracking.tracking_uri(tracking_uri)
+    storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
+    name = study_name or f"{grid.name}-{label}-{profile}"
+    warning = queue.local_tracking_warning(storage_url, uri)
+    if warning:
+        click.echo(warning, err=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    validation_metric = get_task(grid.task).validation_metric
+    try:
+        study = tuning.open_study(
+            queue.open_storage(storage_url), name, base, spec, validation_metric, seed
+        )
+    except ValueError as error:  # QueueError and a study made for other settings
+        raise click.ClickException(str(error)) from None
+
+    client = tracking.open_store(uri)
+    experiment = f"{grid.name}-tune"
+    tracker = tracking.GridTracker.start(
+        client,
+        tracking.ensure_experiment(client, uri, experiment),
+        grid=grid.name,
+        profile=profile,
+        shared_tags={**tracking.environment_tags(), "study": name},
+        command=shlex.join(["bench", *sys.argv[1:]]),
+        cells_total=trials or 0,
+    )
+    click.echo(
+        f"study {name} in {queue.redact(storage_url)}: {trials or 0} trial(s) of {label} "
+        f"({grid.task}, profile {profile}, {base.epochs} epochs, device {device}); "
+        f"objective {validation_metric}; runs in MLflow experiment {experiment} at {uri}",
+        err=True,
+    )
+    run = tuning.TuneRun(
+        base,
+        spec,
+        tracker,
+        validation_metric,
+        device,
+        checkpoint_root=tracking.store_folder(uri) / "checkpoints",
+        data_root=data_root,
+        progress=Progress(trials) if trials else None,
+    )
+    try:
+        if trials:
+            study.optimize(run, n_trials=trials, catch=(Exception,))
+    except KeyboardInterrupt:
+        tracker.finish("KILLED", _counts(run.outcomes))
+        click.echo("\ninterrupted: the open trial is marked KILLED and FAIL", err=True)
+        sys.exit(130)
+    if run.progress is not None:
+        run.progress.close()
+    click.echo(tuning.summary_text(study, validation_metric, with_importances=show))
+    if show:
+        logged = tuning.log_study_figures(study, client, tracker.parent_run_id)
+        click.echo(f"logged {', '.join(logged)} to MLflow run {tracker.parent_run_id}", err=True)
+    failed = [number for number, outcome in run.outcomes.items() if outcome == "failed"]
+    tracker.finish("FAILED" if failed else "FINISHED", _counts(run.outcomes))
+    if failed:
+        click.echo(
+            f"{len(failed)} trial(s) failed ({', '.join(map(str, failed))}); their tracebacks "
+            "are the runs' traceback.txt artifacts",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _counts(outcomes: dict[int, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts

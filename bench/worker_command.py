@@ -1,0 +1,143 @@
+"""`bench worker`: train queued cells from a shared Optuna storage until none is left.
+
+Only click and the standard library are imported at module level (`bench --help` stays fast).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("worker")
+@click.option(
+    "--queue",
+    "queue_url",
+    required=True,
+    help="Optuna storage holding queued grids (from `bench run --grid NAME --queue URL`): "
+    "postgresql+psycopg2://USER@HOST/DB, sqlite:///FILE or journal:FILE.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option(
+    "--tracking-uri",
+    help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store the grid was queued with).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads for torch (default: torch's; set it when several workers share a machine).",
+)
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between this worker's heartbeats.",
+)
+@click.option(
+    "--grace",
+    type=click.IntRange(min=1),
+    help="A cell whose worker sent no heartbeat for this many seconds is retried "
+    "(default: 2 x --heartbeat). Use the same value on every worker.",
+)
+@click.option(
+    "--max-retry",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="How often one cell is retried after its worker died.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks at the queue while other workers still train cells.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="When no cell waits but others are running, wait (to retry any whose worker dies) "
+    "instead of exiting.",
+)
+def worker(
+    queue_url: str,
+    device: str,
+    tracking_uri: str | None,
+    data_root: Path | None,
+    threads: int | None,
+    heartbeat: int,
+    grace: int | None,
+    max_retry: int,
+    poll: float,
+    wait: bool,
+) -> None:
+    """Take queued cells one at a time until none is left, logging each to MLflow."""
+    from bench import queue, runner
+    from bench import worker as workers
+
+    try:
+        device = runner.resolve_device(device)
+        liveness = queue.Liveness(heartbeat, grace, max_retry)
+        storage = queue.open_storage(queue_url, liveness)
+    except ValueError as error:  # QueueError and a bad --device
+        raise click.ClickException(str(error)) from None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    grids = queue.queued_grids(storage)
+    if not grids:
+        click.echo(
+            f"no queued grid in {queue.redact(queue_url)}; queue one with "
+            f"`bench run --grid NAME --queue {queue.redact(queue_url)}`",
+            err=True,
+        )
+        return
+    for grid in grids:
+        uri = workers.resolve_tracking_uri(tracking_uri, grid)
+        warning = queue.local_tracking_warning(queue_url, uri)
+        if warning:
+            click.echo(warning, err=True)
+    options = workers.WorkerOptions(
+        device=device,
+        tracking_uri=tracking_uri,
+        data_root=data_root,
+        liveness=liveness,
+        poll_s=poll,
+        wait=wait,
+        command=shlex.join(["bench", *sys.argv[1:]]),
+    )
+    click.echo(
+        f"worker {workers.worker_name()} on {device}: queue {queue.redact(queue_url)} "
+        f"({', '.join(grid.study.study_name for grid in grids)})",
+        err=True,
+    )
+    serving = workers.Worker(storage, options, say=lambda text: click.echo(text, err=True))
+    try:
+        reports = serving.run()
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: this worker's cell went back to the queue", err=True)
+        sys.exit(130)
+    if not reports:
+        click.echo("no cell was waiting; nothing to do", err=True)
+        return
+    for task_reports in workers.reports_by_task(reports).values():
+        click.echo(runner.summary_table(task_reports))
+    failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
+    if failed:
+        click.echo(
+            f"{len(failed)} of {len(reports)} cells failed; their tracebacks are the runs' "
+            "traceback.txt artifacts",
+            err=True,
+        )
+        sys.exit(1)
