@@ -332,7 +332,7 @@ def claim_next_cell(
             try:
                 cell = trial_cell(trial)
             except QueueError as error:
-                grid.study.tell(trial.number, state=TrialState.FAIL)
+                grid.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 on_invalid(f"{grid.study.study_name}: {error}")
                 continue
             return ClaimedCell(grid, trial, trial_id, cell, trial.user_attrs.get(RUN_ATTR))
@@ -373,21 +373,23 @@ def record_run(claimed: ClaimedCell, run_id: str) -> None:
 def complete(claimed: ClaimedCell, value: float) -> bool:
     """Tells the trial COMPLETE with `value`; False when it was failed as stale meanwhile."""
     try:
-        claimed.grid.study.tell(claimed.trial.number, value)
-    except optuna.exceptions.UpdateFinishedTrialError:
+        told = claimed.grid.study.tell(claimed.trial.number, value, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed between the check and the write
         return False
-    return True
+    return bool(told.state == TrialState.COMPLETE)
 
 
 def fail(claimed: ClaimedCell) -> None:
     """Tells the trial FAIL (an error in the cell: retrying it would fail again)."""
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        claimed.grid.study.tell(claimed.trial.number, state=TrialState.FAIL)
+        claimed.grid.study.tell(claimed.trial.number, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def release(claimed: ClaimedCell, liveness: Liveness) -> None:
     """Gives an interrupted cell back to the queue now: FAIL, and a WAITING copy for the next
     worker (what the heartbeat would do after the grace period)."""
+    if not still_claimed(claimed):
+        return  # already failed as stale, and retried by whoever noticed
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         claimed.grid.study.tell(claimed.trial.number, state=TrialState.FAIL)
         failed = claimed.grid.storage.get_trial(claimed.trial_id)

@@ -3,7 +3,7 @@
 Adaloss claims to need no problem-specific parameters; a study checks that claim (flat parameter
 importances, a best trial close to the defaults) and finds w and rho where it fails.
 
-- The search space is the grid file's `tune:` section (`read_tune_section`); without one,
+- The search space is the grid file's `tune:` section (`bench.tune_space`); without one,
   window w in 2..8 and rho in 0.05..5 (log-uniform).
 - Each trial trains one cell (the grid's method with the trial's parameters) with the shared
   trainer; the objective is the task's validation metric at the last epoch (lower is better; a
@@ -20,7 +20,6 @@ importances, a best trial close to the defaults) and finds w and rho where it fa
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 import time
@@ -38,168 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 from bench.cell import CellConfig, cell_key
 from bench.progress import Progress
 from bench.tracking import GridTracker
+from bench.tune_space import TuneSpec, trial_cell
 
-TUNE_KEYS = ("method", "space", "pruner")
-RANGE_KEYS = ("low", "high", "log", "choices")
-PRUNER_KEYS = ("n_startup_trials", "n_warmup_steps")
-SCHEDULE_PARAMS = ("window", "rho", "max_step", "sigma0", "sigma_min", "restrict")
-TUNABLE = (*SCHEDULE_PARAMS, "lr")
 WARMUP_AFTER_WINDOW = 2  # epochs after the window during which no trial is pruned by default
 STUDY_ATTRS = ("grid", "task", "method", "profile", "epochs", "objective")
-
-KeyPath = tuple[str, ...]
-Fail = Callable[[KeyPath, str], Exception]
-
-
-@dataclass(frozen=True)
-class ParamRange:
-    """One tuned parameter: `choices`, or a `low`..`high` range (log-uniform when `log`).
-
-    window is an integer range; the others are floats; restrict takes choices only.
-    """
-
-    name: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] | None = None
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        if self.choices is not None:
-            return trial.suggest_categorical(self.name, list(self.choices))
-        assert self.low is not None and self.high is not None
-        if self.name == "window":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-
-DEFAULT_SPACE = {
-    "window": ParamRange("window", 2, 8),
-    "rho": ParamRange("rho", 0.05, 5.0, log=True),
-}
-
-
-@dataclass(frozen=True)
-class TuneSpec:
-    """A grid's `tune:` section.
-
-    method: the grid's method label whose schedule is tuned (an adaloss schedule).
-    space: parameter -> range. n_startup_trials: no trial is pruned before this many trials
-    finished. n_warmup_steps: epochs 1..n of a trial are never pruned (None: the trial's window
-    + 2).
-    """
-
-    method: str = "adaloss"
-    space: Mapping[str, ParamRange] = field(default_factory=lambda: dict(DEFAULT_SPACE))
-    n_startup_trials: int = 4
-    n_warmup_steps: int | None = None
-
-
-def read_tune_section(data: Mapping[str, Any], fail: Fail) -> TuneSpec:
-    """The TuneSpec of a grid's `tune:` mapping; `fail(key path, message)` makes the error
-    raised for a mistake (key paths start with "tune")."""
-    at: KeyPath = ("tune",)
-    _check_keys(data, TUNE_KEYS, at, fail)
-    method = data.get("method", "adaloss")
-    if not isinstance(method, str):
-        raise fail((*at, "method"), f"must be a method label of this grid, got {method!r}")
-    space = dict(DEFAULT_SPACE)
-    if "space" in data:
-        space_data = _mapping(data["space"], (*at, "space"), fail)
-        if not space_data:
-            raise fail((*at, "space"), "lists no parameter (leave it out for the default space)")
-        space = {
-            str(name): _param_range(str(name), spec, (*at, "space", str(name)), fail)
-            for name, spec in space_data.items()
-        }
-    pruner = _mapping(data.get("pruner") or {}, (*at, "pruner"), fail)
-    _check_keys(pruner, PRUNER_KEYS, (*at, "pruner"), fail)
-    startup = _count(pruner.get("n_startup_trials", 4), (*at, "pruner", "n_startup_trials"), fail)
-    warmup = pruner.get("n_warmup_steps")
-    if warmup is not None:
-        warmup = _count(warmup, (*at, "pruner", "n_warmup_steps"), fail)
-    return TuneSpec(method, space, startup, warmup)
-
-
-def _param_range(name: str, spec: Any, at: KeyPath, fail: Fail) -> ParamRange:
-    if name not in TUNABLE:
-        raise fail(at, f"cannot be tuned (tunable: {', '.join(TUNABLE)})")
-    spec = _mapping(spec, at, fail)
-    _check_keys(spec, RANGE_KEYS, at, fail)
-    if "choices" in spec:
-        if set(spec) - {"choices"}:
-            raise fail(at, "give either choices or low/high, not both")
-        choices = spec["choices"]
-        if not isinstance(choices, list) or not choices:
-            raise fail((*at, "choices"), f"must be a non-empty list, got {choices!r}")
-        return ParamRange(
-            name, choices=tuple(_choice(name, c, (*at, "choices"), fail) for c in choices)
-        )
-    if name == "restrict":
-        raise fail(at, "restrict is true or false: give choices: [true, false]")
-    for key in ("low", "high"):
-        if key not in spec:
-            raise fail(at, f"missing key {key!r} (or give choices: [...])")
-    low = _number(spec["low"], (*at, "low"), fail, integer=name == "window")
-    high = _number(spec["high"], (*at, "high"), fail, integer=name == "window")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise fail((*at, "log"), f"must be true or false, got {log!r}")
-    if not low < high:
-        raise fail(at, f"low ({low:g}) must be below high ({high:g})")
-    if name == "window" and low < 2:
-        raise fail((*at, "low"), f"must be at least 2 (a variance needs 2 losses), got {low:g}")
-    if low <= 0:
-        raise fail((*at, "low"), f"must be positive, got {low:g}")
-    return ParamRange(name, low, high, log)
-
-
-def _choice(name: str, value: Any, at: KeyPath, fail: Fail) -> Any:
-    if name == "restrict":
-        if not isinstance(value, bool):
-            raise fail(at, f"restrict choices must be true or false, got {value!r}")
-        return value
-    number = _number(value, at, fail, integer=name == "window")
-    if number <= 0 or (name == "window" and number < 2):
-        raise fail(at, f"{name} choice {value!r} must be {'>= 2' if name == 'window' else '> 0'}")
-    return int(number) if name == "window" else number
-
-
-def _number(value: Any, at: KeyPath, fail: Fail, *, integer: bool = False) -> float:
-    """A finite number (YAML reads `1e-3` as text, so numeric text is accepted)."""
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or (integer and number != int(number)):
-        raise fail(at, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-    return number
-
-
-def _count(value: Any, at: KeyPath, fail: Fail) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise fail(at, f"must be a whole number >= 0, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, at: KeyPath, fail: Fail) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise fail(at, f"must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], at: KeyPath, fail: Fail) -> None:
-    for key in data:
-        if key not in allowed:
-            raise fail((*at, str(key)), f"unknown key (valid: {', '.join(allowed)})")
-
-
-def trial_cell(base: CellConfig, params: Mapping[str, Any]) -> CellConfig:
-    """`base` with the trial's schedule parameters and learning rate."""
-    schedule = dataclasses.replace(
-        base.schedule, **{name: value for name, value in params.items() if name in SCHEDULE_PARAMS}
-    )
-    return dataclasses.replace(base, schedule=schedule, lr=float(params.get("lr", base.lr)))
 
 
 class WindowWarmupPruner(BasePruner):
@@ -224,6 +65,15 @@ class WindowWarmupPruner(BasePruner):
         if step is None or step <= self.warmup(trial):
             return False
         return bool(self.median.prune(study, trial))
+
+
+def first_sigma_move(spec: TuneSpec, base: CellConfig) -> int:
+    """The earliest epoch after which any trial's Adaloss can move sigma: smallest window + 1."""
+    window = spec.space.get("window")
+    if window is None:
+        return base.schedule.window + 1
+    smallest = min(window.choices) if window.choices is not None else window.low
+    return int(smallest) + 1
 
 
 def study_attrs(base: CellConfig, objective: str) -> dict[str, Any]:

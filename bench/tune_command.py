@@ -92,6 +92,7 @@ def tune(
     from bench.grid import SCHEDULE_KEYS, GridError, expand_cells, load_grid
     from bench.progress import Progress
     from bench.tasks import get_task
+    from bench.tune_space import read_tune_section
 
     if trials is None and not show:
         raise click.UsageError("give --trials N (and/or --show to print the study)")
@@ -101,7 +102,7 @@ def tune(
         def fail(key: tuple[str, ...], message: str) -> GridError:
             return GridError(f"{grid.path}: {'.'.join(key)}: {message}")
 
-        spec = tuning.read_tune_section(grid.tune, fail)
+        spec = read_tune_section(grid.tune, fail)
         label = method or spec.method
         if label not in grid.methods:
             raise GridError(
@@ -123,6 +124,14 @@ def tune(
     except ValueError as error:  # GridError and a bad --device
         raise click.ClickException(str(error)) from None
 
+    first_move = tuning.first_sigma_move(spec, base)
+    if base.epochs <= first_move:
+        click.echo(
+            f"note: Adaloss moves sigma first after epoch {first_move} (window + 1) and trials "
+            f"run {base.epochs} epoch(s): sigma stays at its start in every trial; raise "
+            "--epochs to see the schedule's parameters matter",
+            err=True,
+        )
     uri = tracking.tracking_uri(tracking_uri)
     storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
     name = study_name or f"{grid.name}-{label}-{profile}"
