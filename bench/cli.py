@@ -13,6 +13,8 @@ COMMANDS = {
     "perf": "bench.perf:perf",
     "report": "bench.commands:report",
     "run": "bench.commands:run",
+    "tune": "bench.tune_command:tune",
+    "worker": "bench.worker_command:worker",
 }
 
 

@@ -73,6 +73,7 @@ def first_sigma_move(spec: TuneSpec, base: CellConfig) -> int:
     if window is None:
         return base.schedule.window + 1
     smallest = min(window.choices) if window.choices is not None else window.low
+    assert smallest is not None  # a range always has its low end
     return int(smallest) + 1
 
 

@@ -26,7 +26,8 @@ from bench.commands import PROFILE_CHOICES, _resolve_profile
 @click.option(
     "--trials",
     type=click.IntRange(min=0),
-    help="Trials this process adds to the study (several processes may share one study).",
+    help="Trials this process adds to the study (several processes may share one study; "
+    "0 only creates it).",
 )
 @click.option(
     "--profile",
@@ -93,9 +94,12 @@ def tune(
     from bench.progress import Progress
     from bench.tasks import get_task
     from bench.tune_space import read_tune_section
+    from bench.worker import shared_experiment
 
     if trials is None and not show:
-        raise click.UsageError("give --trials N (and/or --show to print the study)")
+        raise click.UsageError(
+            "give --trials N (--trials 0 only creates the study), and/or --show to print it"
+        )
     try:
         grid = load_grid(grid_name)
 
@@ -149,9 +153,19 @@ def tune(
 
     client = tracking.open_store(uri)
     experiment = f"{grid.name}-tune"
+    experiment_id = shared_experiment(client, uri, experiment)
+    if not trials and not show:
+        click.echo(
+            f"study {name} is ready in {queue.redact(storage_url)} "
+            f"({len(study.get_trials(deepcopy=False))} trials so far) and MLflow experiment "
+            f"{experiment} in {uri}; tuning processes join it with the same --storage and "
+            "--study and their own --seed",
+            err=True,
+        )
+        return
     tracker = tracking.GridTracker.start(
         client,
-        tracking.ensure_experiment(client, uri, experiment),
+        experiment_id,
         grid=grid.name,
         profile=profile,
         shared_tags={**tracking.environment_tags(), "study": name},

@@ -8,8 +8,12 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from bench.cell import CellConfig
 
 
 @click.command("worker")
@@ -141,3 +145,32 @@ def worker(
             err=True,
         )
         sys.exit(1)
+
+
+def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: str) -> None:
+    """`bench run --grid NAME --queue URL`: creates the MLflow store and the grid's experiment
+    (here, once, before any worker starts), then queues the cells that have no FINISHED run."""
+    from bench import queue, tracking
+    from bench.runner import plan
+
+    warning = queue.local_tracking_warning(queue_url, uri)
+    if warning:
+        click.echo(warning, err=True)
+    client = tracking.open_store(uri)
+    experiment_id = tracking.ensure_experiment(client, uri, grid_name)
+    to_queue, finished = plan(cells, tracking.cell_runs(client, experiment_id), force=False)
+    try:
+        storage = queue.open_storage(queue_url)
+        summary = queue.enqueue_cells(storage, grid_name, to_queue, uri)
+    except ValueError as error:  # QueueError
+        raise click.ClickException(str(error)) from None
+    shown = queue.redact(queue_url)
+    click.echo(
+        f"queued {summary.added} new cells of grid {grid_name} in study {summary.study} at "
+        f"{shown} ({summary.already_queued} already queued or running, "
+        f"{summary.already_complete + len(finished)} already done); tracking in {uri}",
+        err=True,
+    )
+    click.echo(
+        f"start workers (one per GPU or machine) with: bench worker --queue {shown}", err=True
+    )
