@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 Curve = tuple[Sequence[float], Sequence[float]]  # (epochs, values)
 MANY_LANDMARKS = 8  # above this, single landmarks are drawn faint and only their mean stands out
@@ -31,6 +32,14 @@ def spans_decades(values: Sequence[float]) -> bool:
     """Whether positive values span more than a factor 10: only then does a log axis help."""
     finite = [value for value in values if np.isfinite(value)]
     return bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
+
+
+def log_scale(axis: Axes) -> None:
+    """A log y axis labelled with plain numbers (4, 10, 60) rather than powers of ten."""
+    axis.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.yaxis.set_major_formatter(plain)
+    axis.yaxis.set_minor_formatter(plain)
 
 
 def history_curve(history: Sequence[Mapping[str, float]], key: str) -> Curve:
@@ -72,7 +81,7 @@ def cell_validation(history: Sequence[Mapping[str, float]], metric: str, *, titl
     epochs, loss = history_curve(history, "train_loss")
     loss_axis.plot(epochs, loss, marker=".", color="C0")
     if spans_decades(loss):
-        loss_axis.set_yscale("log")
+        log_scale(loss_axis)
     loss_axis.set(xlabel="epoch", ylabel="train loss", title="training loss")
     epochs, values = history_curve(history, metric)
     val_axis.plot(epochs, values, marker=".", color="C1")
@@ -135,7 +144,7 @@ def grid_curves(curves: Mapping[tuple[str, str], Curve], *, ylabel: str, title: 
             label=f"{method} lr={lr}",
         )
     if spans_decades([value for _, values in curves.values() for value in values]):
-        axis.set_yscale("log")
+        log_scale(axis)
     axis.set(xlabel="epoch", ylabel=ylabel, title=title)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3, which="both")
