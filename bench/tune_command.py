@@ -172,12 +172,13 @@ def tune(
         command=shlex.join(["bench", *sys.argv[1:]]),
         cells_total=trials or 0,
     )
-    click.echo(
-        f"study {name} in {queue.redact(storage_url)}: {trials or 0} trial(s) of {label} "
-        f"({grid.task}, profile {profile}, {base.epochs} epochs, device {device}); "
-        f"objective {validation_metric}; runs in MLflow experiment {experiment} at {uri}",
-        err=True,
-    )
+    if trials:
+        click.echo(
+            f"study {name} in {queue.redact(storage_url)}: {trials} trial(s) of {label} "
+            f"({grid.task}, profile {profile}, {base.epochs} epochs, device {device}); "
+            f"objective {validation_metric}; runs in MLflow experiment {experiment} at {uri}",
+            err=True,
+        )
     run = tuning.TuneRun(
         base,
         spec,

@@ -250,11 +250,16 @@ def cell_runs_of(client: Any, experiment_id: str, cell: CellConfig) -> list[Any]
 
 
 def close_lost_run(client: Any, run_id: str) -> None:
-    """Marks a dead worker's run of a retried cell KILLED (outcome "worker lost")."""
+    """Marks a dead worker's run of a retried cell KILLED (outcome "worker lost"), and that
+    worker's parent run too: nobody else would ever close them."""
     run = client.get_run(run_id)
-    if run.info.status == "RUNNING":
-        client.set_tag(run_id, "outcome", "worker lost")
-        client.set_terminated(run_id, "KILLED")
+    if run.info.status != "RUNNING":
+        return
+    client.set_tag(run_id, "outcome", "worker lost")
+    client.set_terminated(run_id, "KILLED")
+    parent_id = run.data.tags.get("mlflow.parentRunId")
+    if parent_id and client.get_run(parent_id).info.status == "RUNNING":
+        client.set_terminated(parent_id, "KILLED")
 
 
 def reports_by_task(reports: Sequence[CellReport]) -> Mapping[str, list[CellReport]]:

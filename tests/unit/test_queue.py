@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -206,3 +208,18 @@ def test_heartbeats_are_recorded_while_the_block_runs(tmp_path: Path) -> None:
         pass
     beat = storage.get_trial(claimed.trial_id).system_attrs[queue.HEARTBEAT_ATTR]
     assert abs(beat - queue.time.time()) < 60
+
+
+@pytest.mark.parametrize("command", ["tune", "worker"])
+def test_help_of_the_scale_out_commands_imports_no_heavy_library(command: str) -> None:
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from bench.cli import main\n"
+        f"result = CliRunner().invoke(main, [{command!r}, '--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = ('torch', 'mlflow', 'optuna', 'pandas', 'matplotlib', 'sqlalchemy')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
