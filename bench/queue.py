@@ -251,6 +251,20 @@ def enqueue_cells(
     return EnqueueSummary(study.study_name, added, queued, complete)
 
 
+def queue_states(storage: BaseStorage, grid: str) -> dict[str, str]:
+    """cell_key -> the state of the cell's newest trial in the grid's queue ("waiting",
+    "running", "complete", "fail"); {} when the grid was never queued there."""
+    name = grid_study_name(grid)
+    if name not in {study.study_name for study in storage.get_all_studies()}:
+        return {}
+    study = optuna.load_study(study_name=name, storage=storage)
+    return {
+        str(trial.user_attrs[KEY_ATTR]): trial.state.name.lower()
+        for trial in study.get_trials(deepcopy=False)  # oldest first: the newest one wins
+        if KEY_ATTR in trial.user_attrs
+    }
+
+
 def trial_states_by_key(trials: Sequence[FrozenTrial]) -> dict[str, set[TrialState]]:
     """cell_key -> the states of the cell's trials (retries included)."""
     states: dict[str, set[TrialState]] = {}

@@ -103,6 +103,12 @@ def test_enqueue_skips_queued_and_complete_cells_and_requeues_failed_ones(tmp_pa
     assert (third.added, third.already_queued, third.already_complete) == (1, 8, 1)
     waiting = [t.user_attrs[queue.KEY_ATTR] for t in grid.trials(TrialState.WAITING)]
     assert waiting.count(cell_key(broken.cell)) == 1 and cell_key(done.cell) not in waiting
+    states = queue.queue_states(storage, "cathdet")
+    assert states == {
+        **{cell_key(cell): "waiting" for cell in cells},
+        cell_key(done.cell): "complete",
+    }  # the failed cell's newest trial is its new waiting one
+    assert queue.queue_states(storage, "face300w") == {}
 
 
 def test_two_workers_never_claim_the_same_cell(tmp_path: Path) -> None:
