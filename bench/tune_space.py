@@ -5,7 +5,7 @@
       space:                                 # parameter -> range; default: window and rho below
         window: {low: 2, high: 8}            # integers
         rho: {low: 0.05, high: 5, log: true} # log-uniform
-        max_step: {low: 1, high: 32, log: true}
+        max_step: {choices: [null, 4, 16]}  # null: unbounded steps (paper-literal)
         lr: {choices: [1.0e-3, 1.0e-4]}      # or a low/high range
       pruner: {n_startup_trials: 4, n_warmup_steps: null}
 
@@ -33,6 +33,7 @@ RANGE_KEYS = ("low", "high", "log", "choices")
 PRUNER_KEYS = ("n_startup_trials", "n_warmup_steps")
 SCHEDULE_PARAMS = ("window", "rho", "max_step", "sigma0", "sigma_min", "restrict")
 TUNABLE = (*SCHEDULE_PARAMS, "lr")
+NULLABLE = ("max_step", "sigma0")  # null: no step bound (paper-literal); a quarter of the side
 
 KeyPath = tuple[str, ...]
 Fail = Callable[[KeyPath, str], Exception]
@@ -142,6 +143,8 @@ def _param_range(name: str, spec: Any, at: KeyPath, fail: Fail) -> ParamRange:
 
 
 def _choice(name: str, value: Any, at: KeyPath, fail: Fail) -> Any:
+    if value is None and name in NULLABLE:
+        return None
     if name == "restrict":
         if not isinstance(value, bool):
             raise fail(at, f"restrict choices must be true or false, got {value!r}")

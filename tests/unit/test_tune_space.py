@@ -47,6 +47,7 @@ def test_a_full_section_is_read_with_yaml_number_text() -> None:
                 "max_step": {"low": "1e-1", "high": 32, "log": True},
                 "lr": {"choices": ["1e-3", 1e-4]},
                 "restrict": {"choices": [True, False]},
+                "sigma0": {"choices": [None, 40]},
             },
             "pruner": {"n_startup_trials": 2, "n_warmup_steps": 5},
         }
@@ -56,6 +57,7 @@ def test_a_full_section_is_read_with_yaml_number_text() -> None:
     assert spec.space["max_step"] == ParamRange("max_step", 0.1, 32.0, log=True)
     assert spec.space["lr"].choices == (1e-3, 1e-4)
     assert spec.space["restrict"].choices == (True, False)
+    assert spec.space["sigma0"].choices == (None, 40.0)
     assert "rho" not in spec.space  # a space lists exactly the tuned parameters
     assert (spec.n_startup_trials, spec.n_warmup_steps) == (2, 5)
 
@@ -76,6 +78,7 @@ def test_a_full_section_is_read_with_yaml_number_text() -> None:
         ({"space": {"lr": {"choices": []}}}, "tune.space.lr.choices: must be a non-empty list"),
         ({"space": {"lr": {"choices": [1e-3], "low": 1}}}, "tune.space.lr: give either choices"),
         ({"space": {"restrict": {"choices": [1, 0]}}}, "tune.space.restrict.choices: restrict"),
+        ({"space": {"rho": {"choices": [None, 1]}}}, "tune.space.rho.choices: must be a number"),
         ({"space": {"restrict": {"low": 0, "high": 1}}}, "tune.space.restrict: restrict is true"),
         ({"space": {}}, "tune.space: lists no parameter"),
         ({"space": [1]}, "tune.space: must be a mapping, got list"),
