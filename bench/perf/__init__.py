@@ -1,4 +1,4 @@
-"""`bench perf`: speed benchmarks, each reported as a ratio against a baseline timed in the same run."""
+"""`bench perf`: speed benchmarks, each a ratio against a baseline timed in the same run."""
 
 from __future__ import annotations
 
