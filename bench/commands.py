@@ -61,6 +61,12 @@ def _split_list(text: str | None) -> list[str] | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
 )
+@click.option(
+    "--queue",
+    "queue_url",
+    help="Queue the cells in this Optuna storage for `bench worker` processes instead of training "
+    "them here: postgresql+psycopg2://USER@HOST/DB, sqlite:///FILE or journal:FILE.",
+)
 def run(
     grid_name: str,
     profile: str,
@@ -75,6 +81,7 @@ def run(
     dry_run: bool,
     tracking_uri: str | None,
     data_root: Path | None,
+    queue_url: str | None,
 ) -> None:
     """Train every cell of a grid, tracked in MLflow; finished cells are skipped."""
     from bench import grid as grids
@@ -92,8 +99,18 @@ def run(
         raise click.ClickException(str(error)) from None
 
     uri = tracking.tracking_uri(tracking_uri)
+    if queue_url is not None and (force or fail_fast or jobs):
+        raise click.UsageError(
+            "--queue hands the cells to `bench worker`; --force, --fail-fast and --jobs only "
+            "apply to training here"
+        )
     if dry_run:
-        click.echo(_dry_run_table(cells, uri))
+        click.echo(_dry_run_table(cells, uri, queue_url))
+        return
+    if queue_url is not None:
+        from bench.worker_command import enqueue_grid
+
+        enqueue_grid(queue_url, grid.name, cells, uri)
         return
     client = tracking.open_store(uri)
     experiment_id = tracking.ensure_experiment(client, uri, grid.name)
@@ -152,26 +169,36 @@ def _resolve_profile(profile: str, device: str) -> str:
     return chosen
 
 
-def _dry_run_table(cells: list[CellConfig], uri: str) -> str:
-    """key, task, method, lr, seed and status of every cell; reads the store, creates nothing."""
+def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> str:
+    """key, task, method, lr, seed and MLflow status of every cell (and its state in the queue);
+    reads the store, creates nothing."""
     from bench import tracking
     from bench.cell import cell_key
 
     runs_by_key = tracking.existing_cell_runs(uri, cells[0].grid) if cells else {}
-    rows = [("cell_key", "task", "method", "lr", "seed", "status")]
+    header: tuple[str, ...] = ("cell_key", "task", "method", "lr", "seed", "status")
+    queued: dict[str, str] | None = None
+    if queue_url is not None and cells:
+        from bench import queue
+
+        try:
+            queued = queue.queue_states(queue.open_storage(queue_url), cells[0].grid)
+        except ValueError as error:  # QueueError
+            raise click.ClickException(str(error)) from None
+        header = (*header, "queue")
+    rows: list[tuple[str, ...]] = [header]
     for cell in cells:
         key = cell_key(cell)
-        rows.append(
-            (
-                key,
-                cell.task,
-                cell.method,
-                f"{cell.lr:g}",
-                str(cell.seed),
-                tracking.cell_status(runs_by_key.get(key, [])),
-            )
+        row: tuple[str, ...] = (
+            key,
+            cell.task,
+            cell.method,
+            f"{cell.lr:g}",
+            str(cell.seed),
+            tracking.cell_status(runs_by_key.get(key, [])),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        rows.append(row if queued is None else (*row, queued.get(key, "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )

@@ -15,7 +15,9 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
       linear:  {schedule: linear, sigma0: 60, k: 0.5}
     profiles:                # optional overrides of the task's per-profile defaults
       paper: {epochs: 100, batch_size: 8}
-    tune: {...}              # reserved for `bench tune`; a mapping, not read by `bench run`
+    tune:                    # optional: `bench tune`'s search space (bench/tune_space.py)
+      method: adaloss
+      space: {window: {low: 2, high: 8}, rho: {low: 0.05, high: 5, log: true}}
 
 Method keys by schedule (DESIGN.md, "The Adaloss rule"):
     fixed:   sigma (required, > 0)
@@ -292,7 +294,7 @@ class _GridReader:
         profiles = self.profiles(top.get("profiles") or {})
         data_source = self.data_source(top.get("data_source", "synthetic"))
         extra = self.extra(top.get("extra") or {})
-        tune = self.mapping(top["tune"], ("tune",)) if "tune" in top else {}
+        tune = self.tune(top["tune"], methods) if "tune" in top else {}
         return Grid(
             name=self.path.stem,
             path=self.path,
@@ -384,6 +386,20 @@ class _GridReader:
                 for key, number in overrides.items()
             }
         return result
+
+    def tune(self, value: Any, methods: dict[str, ScheduleConfig]) -> dict[str, Any]:
+        """The raw `tune:` mapping, checked by `bench.tune_space` with this file's lines."""
+        from bench.tune_space import read_tune_section
+
+        section = self.mapping(value or {}, ("tune",))
+        spec = read_tune_section(section, self.fail)
+        if "method" in section and spec.method not in methods:
+            raise self.fail(
+                ("tune", "method"),
+                f"no method {spec.method!r} in this grid"
+                f"{_suggest(spec.method, methods)} (methods: {', '.join(methods)})",
+            )
+        return section
 
     def extra(self, value: Any) -> dict[str, Any]:
         """Model/augmentation overrides; the task checks their values when a cell starts."""

@@ -239,12 +239,22 @@ def test_unknown_shipped_name_and_missing_file(tmp_path: Path) -> None:
         load_grid(str(tmp_path / "absent.yaml"))
 
 
-def test_tune_section_is_accepted_and_kept(tmp_path: Path) -> None:
-    text = USER_GRID + "tune:\n  trials: 20\n  space: {rho: [0.1, 1.0]}\n"
-    assert load_grid(str(write(tmp_path, text))).tune == {
-        "trials": 20,
-        "space": {"rho": [0.1, 1.0]},
+def test_tune_section_is_checked_with_file_lines_and_kept(tmp_path: Path) -> None:
+    section = "tune:\n  method: ada\n  space:\n    rho: {low: 0.1, high: 1.0, log: true}\n"
+    assert load_grid(str(write(tmp_path, USER_GRID + section))).tune == {
+        "method": "ada",
+        "space": {"rho": {"low": 0.1, "high": 1.0, "log": True}},
     }
+    typo = write(
+        tmp_path, USER_GRID + "tune:\n  space:\n    rho: {low: 0.1, hihg: 1.0}\n", "t.yaml"
+    )
+    with pytest.raises(GridError, match=rf"^{typo}:13: tune.space.rho.hihg: unknown key"):
+        load_grid(str(typo))
+    missing = write(tmp_path, USER_GRID + "tune:\n  method: adaa\n", "m.yaml")
+    with pytest.raises(
+        GridError, match=rf"^{missing}:12: tune.method: no method 'adaa'.*did you mean 'ada'"
+    ):
+        load_grid(str(missing))
 
 
 def test_cli_rejects_a_bad_grid_with_one_line_and_exit_1(tmp_path: Path) -> None:
