@@ -313,3 +313,41 @@ def test_perf_trainer_reports_a_ratio(data_root: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "bare loop:" in result.output
     assert "ratio " in result.output
+
+
+@pytest.mark.parametrize("task", ["face300w", "endovis"])
+def test_every_task_trains_and_reports_its_summary_metrics(data_root: Path, task: str) -> None:
+    cell = smoke_cell(task=task, epochs=1, schedule=ScheduleConfig(kind="fixed", sigma=20.0))
+    result = train_cell(cell, data_root=data_root)
+    assert result.outcome == "finished"
+    summary = trainer.get_task(task).summary_metrics
+    assert set(summary) <= set(result.final_metrics)
+    assert trainer.get_task(task).validation_metric in result.history[0]
+    assert len(result.per_landmark) == {"face300w": 68, "endovis": 2}[task]
+
+
+def test_faces_train_on_rotated_images_with_mean_normalised_targets(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, list[Any]] = {"rotation": [], "normalize": []}
+    real_rotation, real_render = trainer.random_rotation, trainer.render_heatmaps
+
+    def spy_rotation(images: Any, points: Any, degrees: float, generator: Any) -> Any:
+        seen["rotation"].append(degrees)
+        return real_rotation(images, points, degrees, generator)
+
+    def spy_render(points: Any, sigma: Any, size: Any, *, normalize: Any = None) -> Any:
+        seen["normalize"].append(normalize)
+        return real_render(points, sigma, size, normalize=normalize)
+
+    monkeypatch.setattr(trainer, "random_rotation", spy_rotation)
+    monkeypatch.setattr(trainer, "render_heatmaps", spy_render)
+    train_cell(smoke_cell(task="face300w", epochs=1), data_root=data_root)
+    assert seen["rotation"] and set(seen["rotation"]) == {30.0}
+    assert seen["normalize"] and set(seen["normalize"]) == {"mean"}
+
+    seen["rotation"].clear()
+    seen["normalize"].clear()
+    train_cell(smoke_cell(epochs=1), data_root=data_root)  # cathdet: neither
+    assert seen["rotation"] == []
+    assert set(seen["normalize"]) == {None}
