@@ -91,7 +91,7 @@ def run(
         grid = grids.load_grid(grid_name)
         lr_values = None if lrs is None else grids.parse_lrs(lrs)
         device = runner.resolve_device(device)
-        profile = _resolve_profile(profile, device)
+        profile = resolve_profile(profile, device)
         cells = grids.expand_cells(
             grid, profile, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
         )
@@ -160,7 +160,8 @@ def run(
         sys.exit(1)
 
 
-def _resolve_profile(profile: str, device: str) -> str:
+def resolve_profile(profile: str, device: str) -> str:
+    """`profile` itself, or for "auto": paper on a CUDA device, else quick (said on stderr)."""
     if profile != "auto":
         return profile
     chosen = "paper" if device.startswith("cuda") else "quick"

@@ -80,10 +80,21 @@ def open_store(uri: str) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, uri: str, name: str) -> str:
-    """The id of experiment `name`, created (or restored from deletion) when needed."""
+    """The id of experiment `name`, created (or restored from deletion) when needed.
+
+    Several processes may call it at once (queue workers, tuning processes): the one that loses
+    the race to create the experiment reads the winner's.
+    """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return str(client.create_experiment(name, artifact_location=artifact_location(uri, name)))
+        try:
+            return str(
+                client.create_experiment(name, artifact_location=artifact_location(uri, name))
+            )
+        except Exception:
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return str(experiment.experiment_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from bench.commands import PROFILE_CHOICES, _resolve_profile
+from bench.commands import PROFILE_CHOICES, resolve_profile
 
 
 @click.command("tune")
@@ -94,7 +94,6 @@ def tune(
     from bench.progress import Progress
     from bench.tasks import get_task
     from bench.tune_space import read_tune_section
-    from bench.worker import shared_experiment
 
     if trials is None and not show:
         raise click.UsageError(
@@ -121,7 +120,7 @@ def tune(
                 f"{label!r} (schedule {kind}); tune an adaloss method (--method)"
             )
         device = runner.resolve_device(device)
-        profile = _resolve_profile(profile, device)
+        profile = resolve_profile(profile, device)
         [base] = expand_cells(
             grid, profile, seeds=1, methods=[label], lrs=[lr or grid.lrs[0]], epochs=epochs
         )
@@ -153,7 +152,7 @@ def tune(
 
     client = tracking.open_store(uri)
     experiment = f"{grid.name}-tune"
-    experiment_id = shared_experiment(client, uri, experiment)
+    experiment_id = tracking.ensure_experiment(client, uri, experiment)
     if not trials and not show:
         click.echo(
             f"study {name} is ready in {queue.redact(storage_url)} "

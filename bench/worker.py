@@ -185,7 +185,7 @@ class Worker:
         if uri not in self.stores:
             self.stores[uri] = open_store(uri)
         client = self.stores[uri]
-        return client, shared_experiment(client, uri, grid)
+        return client, ensure_experiment(client, uri, grid)
 
     def tracker(
         self, uri: str, client: Any, experiment_id: str, cell: CellConfig, queued: int
@@ -220,21 +220,6 @@ class Worker:
             failed = any(report.outcome in FAILED_OUTCOMES for report in reports)
             tracker.finish(status or ("FAILED" if failed else "FINISHED"), outcome_counts(reports))
         self.trackers.clear()
-
-
-def shared_experiment(client: Any, uri: str, name: str) -> str:
-    """`ensure_experiment` when several processes may create the same experiment at once: the
-    loser of the race reads the winner's."""
-    found = client.get_experiment_by_name(name)
-    if found is not None and found.lifecycle_stage == "active":
-        return str(found.experiment_id)
-    try:
-        return ensure_experiment(client, uri, name)
-    except Exception:
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return str(found.experiment_id)
 
 
 def cell_runs_of(client: Any, experiment_id: str, cell: CellConfig) -> list[Any]:
