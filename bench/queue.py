@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
@@ -43,6 +44,7 @@ JOURNAL_PREFIX = "journal:"
 REMOTE_RDB_SCHEMES = ("postgresql", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
 HEARTBEAT_INTERVAL_S = 60
 MAX_RETRY = 3
+SCHEMA_ATTEMPTS = 3
 GRID_STUDY_PREFIX = "grid:"
 KIND_ATTR = "bench.kind"  # study user attribute: "cells" for a queued grid, "tune" for a study
 CELLS_KIND = "cells"
@@ -107,9 +109,6 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
     def get_heartbeat_stale_trial_callback(self) -> Any:
         return _retry_callback(self.liveness)
-
-    # Optuna < 4.9 asks for the callback under its old name.
-    get_failed_trial_callback = get_heartbeat_stale_trial_callback
 
 
 def _retry_callback(liveness: Liveness) -> Any:
@@ -180,22 +179,36 @@ def open_storage(url: str, liveness: Liveness | None = None) -> BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     # Long cells leave pooled connections idle for hours; servers and firewalls drop those.
-    engine_kwargs = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine_kwargs: dict[str, Any] = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    attempts = 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                sqlalchemy_url(url),
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=liveness.heartbeat_interval,
-                grace_period=liveness.grace_period,
-                heartbeat_stale_trial_callback=_retry_callback(liveness),
-            )
+        while True:
+            try:
+                return _rdb_storage(url, engine_kwargs, liveness)
+            except sqlalchemy.exc.IntegrityError:
+                # Several processes creating the schema of an empty database at once: all but
+                # one hit duplicate names; the schema exists once the winner is done.
+                attempts += 1
+                if attempts == SCHEMA_ATTEMPTS:
+                    raise
+                time.sleep(attempts)
     except ImportError as error:
         raise QueueError(f"{redact(url)}: missing database driver: {error}") from None
     except Exception as error:  # SQLAlchemy's connection errors carry several lines
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise QueueError(f"{redact(url)}: cannot open the Optuna storage: {first}") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], liveness: Liveness) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            sqlalchemy_url(url),
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=liveness.heartbeat_interval,
+            grace_period=liveness.grace_period,
+            heartbeat_stale_trial_callback=_retry_callback(liveness),
+        )
 
 
 def grid_study_name(grid: str) -> str:

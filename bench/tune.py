@@ -103,13 +103,15 @@ def open_study(
         load_if_exists=True,
     )
     wanted = study_attrs(base, objective)
+    # Compare only what is recorded: a process joining at this moment may see a study whose
+    # creator has set some of its attributes yet.
     found = {key: study.user_attrs[key] for key in STUDY_ATTRS if key in study.user_attrs}
-    if found and found != wanted:
-        differences = ", ".join(
-            f"{key} {found.get(key)!r} (now {wanted[key]!r})"
-            for key in STUDY_ATTRS
-            if found.get(key) != wanted[key]
-        )
+    differences = ", ".join(
+        f"{key} {value!r} (now {wanted[key]!r})"
+        for key, value in found.items()
+        if value != wanted[key]
+    )
+    if differences:
         raise ValueError(
             f"study {name!r} was created for other settings: {differences}; pass --study NEW_NAME "
             "for a new study"

@@ -34,7 +34,7 @@ from bench.tracking import (
     tracking_uri,
 )
 
-FINISHED_OUTCOMES = ("finished", "diverged", "skipped")
+FINISHED_OUTCOMES = ("finished", "diverged")
 
 
 @dataclass
@@ -131,14 +131,20 @@ class Worker:
                         time.sleep(self.options.poll_s)
                         continue
                     break
-                done.append(self.train_claimed(claimed))
+                done.append(self.serve(claimed))
         except KeyboardInterrupt:
             self.close("KILLED")
+            raise
+        except Exception:
+            self.close("FAILED")
             raise
         self.close(None)
         return done
 
-    def train_claimed(self, claimed: queue.ClaimedCell) -> CellReport:
+    def serve(self, claimed: queue.ClaimedCell) -> CellReport:
+        """Trains a claimed cell while beating, then tells the queue how it ended. Whatever
+        stops this worker on the way (Ctrl-C, an unreachable tracking server) gives the cell
+        back to the queue at once."""
         cell = claimed.cell
         waiting = len(claimed.grid.trials(TrialState.WAITING))
         self.say(
@@ -147,36 +153,47 @@ class Worker:
             f"{waiting} more waiting"
         )
         with queue.heartbeat(self.storage, claimed.trial_id):
-            uri = resolve_tracking_uri(self.options.tracking_uri, claimed.grid)
-            client, experiment_id = self.experiment(uri, cell.grid)
-            if claimed.previous_run_id:
-                close_lost_run(client, claimed.previous_run_id)
-            _, skipped = plan(
-                [cell], {cell_key(cell): cell_runs_of(client, experiment_id, cell)}, False
-            )
-            if skipped:
-                queue.complete(claimed, trial_value(skipped[0]))
-                self.say(f"  already FINISHED in MLflow (run {skipped[0].run_id}); not retrained")
-                return skipped[0]
-            tracker = self.tracker(uri, client, experiment_id, cell, waiting + 1)
-            options = RunOptions(
-                checkpoint_root=store_folder(uri) / "checkpoints",
-                device=self.options.device,
-                data_root=self.options.data_root,
-                train_fn=self.options.train_fn,
-            )
             try:
-                [report] = run_cells([cell], _ClaimTracker(tracker, claimed), options, Progress(1))
-            except KeyboardInterrupt:
+                report = self.train(claimed, waiting + 1)
+            except BaseException:
                 queue.release(claimed, self.options.liveness)
-                self._note(uri, cell, CellReport(cell, "killed"))
                 raise
-        if report.outcome in FINISHED_OUTCOMES:
+        if report.outcome == "skipped":
+            queue.complete(claimed, trial_value(report))
+            self.say(f"  already FINISHED in MLflow (run {report.run_id}); not retrained")
+        elif report.outcome in FINISHED_OUTCOMES:
             if not queue.complete(claimed, trial_value(report)):
                 self.say(f"  trial {claimed.trial.number} was failed as stale meanwhile")
         else:
             queue.fail(claimed)
-        self._note(uri, cell, report)
+        return report
+
+    def train(self, claimed: queue.ClaimedCell, queued: int) -> CellReport:
+        """The cell's report: "skipped" when MLflow already has a FINISHED run of it, else
+        what training it here gave (run_cells records it in MLflow)."""
+        cell = claimed.cell
+        uri = resolve_tracking_uri(self.options.tracking_uri, claimed.grid)
+        client, experiment_id = self.experiment(uri, cell.grid)
+        if claimed.previous_run_id:
+            close_lost_run(client, claimed.previous_run_id)
+        runs = {cell_key(cell): cell_runs_of(client, experiment_id, cell)}
+        _, skipped = plan([cell], runs, False)
+        if skipped:
+            return skipped[0]
+        tracker = self.tracker(uri, client, experiment_id, cell, queued)
+        options = RunOptions(
+            checkpoint_root=store_folder(uri) / "checkpoints",
+            device=self.options.device,
+            data_root=self.options.data_root,
+            train_fn=self.options.train_fn,
+        )
+        slot = (uri, cell.grid, cell.profile)
+        try:
+            [report] = run_cells([cell], _ClaimTracker(tracker, claimed), options, Progress(1))
+        except KeyboardInterrupt:
+            self.reports.setdefault(slot, []).append(CellReport(cell, "killed"))
+            raise
+        self.reports.setdefault(slot, []).append(report)
         return report
 
     def experiment(self, uri: str, grid: str) -> tuple[Any, str]:
@@ -207,9 +224,6 @@ class Worker:
                 cells_total=queued,
             )
         return self.trackers[slot]
-
-    def _note(self, uri: str, cell: CellConfig, report: CellReport) -> None:
-        self.reports.setdefault((uri, cell.grid, cell.profile), []).append(report)
 
     def close(self, status: str | None) -> None:
         """Closes this worker's parent runs with their outcome counts."""
