@@ -74,6 +74,9 @@ def open_store(uri: str) -> MlflowClient:
     # Creating a fresh database logs every migration step at INFO level; that is noise here.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A tracking server's client prints "View run ... at URL" to stdout at every run's end,
+    # into the summary tables; the runs' links are one click away in the UI anyway.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     client = MlflowClient(tracking_uri=uri)
     client.search_experiments(max_results=1)  # touches the store: runs migrations once, here
     return client

@@ -86,9 +86,12 @@ def worker(
     wait: bool,
 ) -> None:
     """Take queued cells one at a time until none is left, logging each to MLflow."""
+    import optuna
+
     from bench import queue, runner
     from bench import worker as workers
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         device = runner.resolve_device(device)
         liveness = queue.Liveness(heartbeat, grace, max_retry)
@@ -150,9 +153,12 @@ def worker(
 def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: str) -> None:
     """`bench run --grid NAME --queue URL`: creates the MLflow store and the grid's experiment
     (here, once, before any worker starts), then queues the cells that have no FINISHED run."""
+    import optuna
+
     from bench import queue, tracking
     from bench.runner import plan
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     warning = queue.local_tracking_warning(queue_url, uri)
     if warning:
         click.echo(warning, err=True)
@@ -171,6 +177,8 @@ def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: s
         f"{summary.already_complete + len(finished)} already done); tracking in {uri}",
         err=True,
     )
+    secret = " (the same URL, with its password)" if shown != queue_url else ""
     click.echo(
-        f"start workers (one per GPU or machine) with: bench worker --queue {shown}", err=True
+        f"start workers (one per GPU or machine) with: bench worker --queue {shown}{secret}",
+        err=True,
     )
