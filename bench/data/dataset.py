@@ -34,9 +34,7 @@ class Split:
                 f"points must be (N, K, 2) or (N, K, M, 2), got shape {tuple(self.points.shape)}"
             )
         if self.points.shape[0] != self.images.shape[0]:
-            raise ValueError(
-                f"{self.images.shape[0]} images but {self.points.shape[0]} point sets"
-            )
+            raise ValueError(f"{self.images.shape[0]} images but {self.points.shape[0]} point sets")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -88,6 +86,8 @@ class LandmarkDataset:
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
-            raise KeyError(f"dataset {self.task}/{self.variant} has no split {name!r}; "
-                           f"known: {', '.join(self.splits)}")
+            raise KeyError(
+                f"dataset {self.task}/{self.variant} has no split {name!r}; "
+                f"known: {', '.join(self.splits)}"
+            )
         return self.splits[name]
