@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bench.cli_options import data_root_option, tracking_uri_option
+
 if TYPE_CHECKING:
     from bench.cell import CellConfig
 
@@ -52,15 +54,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run.")
 @click.option("--fail-fast", is_flag=True, help="Start no new cell after the first failure.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their status; train nothing.")
-@click.option(
-    "--tracking-uri",
-    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
-)
+@tracking_uri_option
+@data_root_option
 @click.option(
     "--queue",
     "queue_url",
@@ -222,10 +217,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default: reports/<grid>).",
 )
-@click.option(
-    "--tracking-uri",
-    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
+@tracking_uri_option
 def report(
     grid_name: str, profile: str | None, fmt: str, out: Path | None, tracking_uri: str | None
 ) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from bench.cli_options import data_root_option, tracking_uri_option
 from bench.commands import PROFILE_CHOICES, resolve_profile
 
 
@@ -56,15 +57,8 @@ from bench.commands import PROFILE_CHOICES, resolve_profile
     help="TPE sampler seed (give each process sharing a study its own).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
-@click.option(
-    "--tracking-uri",
-    help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
-)
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
-)
+@tracking_uri_option
+@data_root_option
 @click.option(
     "--show",
     is_flag=True,

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bench.cli_options import data_root_option
+
 if TYPE_CHECKING:
     from bench.cell import CellConfig
 
@@ -29,11 +31,7 @@ if TYPE_CHECKING:
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store the grid was queued with).",
 )
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
-)
+@data_root_option
 @click.option(
     "--threads",
     type=click.IntRange(min=1),

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bench.cli_options import data_root_option
+
 if TYPE_CHECKING:
     import torch
 
@@ -54,12 +56,7 @@ GOAL_OVERHEAD = 0.10
     type=click.IntRange(min=0),
     help="torch CPU threads; 0 keeps torch's default.",
 )
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Dataset cache root (default: $ADALOSS_DATA_ROOT or ./datasets).",
-)
+@data_root_option
 def trainer(
     task_name: str, profile: str, repeats: int, device: str, threads: int, data_root: Path | None
 ) -> None:
