@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from adaloss.decode import decode_argmax
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
 
@@ -91,10 +92,12 @@ class Task(ABC):
     ) -> nn.Module:
         """A fresh model mapping (B, in_channels, H, W) to (B, num_landmarks, H, W)."""
 
-    @abstractmethod
     def decode(self, heatmaps: Tensor) -> Tensor:
         """(B, K, H, W) heatmaps -> points in heatmap pixels on the CPU: (B, K, 2), or
-        (B, K, M, 2) NaN-padded for multi-instance tasks."""
+        (B, K, M, 2) NaN-padded for multi-instance tasks. One instance per landmark by default
+        (argmax with the quarter-pixel refinement); multi-instance tasks override this."""
+        points, _ = decode_argmax(heatmaps.float())
+        return points.cpu()
 
     @abstractmethod
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaloss.decode import decode_argmax
 from adaloss.metrics import point_error
 from bench.data.dataset import LandmarkDataset, Split
 from bench.models import UNet
@@ -74,10 +73,6 @@ class CathDet(Task):
             depth=settings.depth,
             kernel_size=settings.kernel_size,
         )
-
-    def decode(self, heatmaps: Tensor) -> Tensor:
-        points, _ = decode_argmax(heatmaps.float())
-        return points.cpu()
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
         summary = distance_summary(point_errors(points, split, dataset), "val")

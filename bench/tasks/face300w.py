@@ -20,7 +20,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from adaloss.decode import decode_argmax
 from adaloss.metrics import OUTER_EYE_CORNERS, auc, failure_rate, nme, point_error
 from bench.data.dataset import LandmarkDataset, Split
 from bench.models import DenseUNet
@@ -96,10 +95,6 @@ class Face300W(Task):
             depth=settings.depth,
             kernel_size=settings.kernel_size,
         )
-
-    def decode(self, heatmaps: Tensor) -> Tensor:
-        points, _ = decode_argmax(heatmaps.float())
-        return points.cpu()
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
         return nme_summary(image_nme(points, split, dataset), "val")
