@@ -108,7 +108,11 @@ class CathDetParams:
 
 PROFILES = {
     "smoke": CathDetParams(image_size=(32, 32), n_train=24, n_val=8, n_test=16),
-    "quick": CathDetParams(image_size=(64, 64), n_train=600, n_val=100, n_test=300),
+    # The catheter and wires keep their 1-2 px width at the network's input: binned to 64 px a
+    # realistic wire is sub-pixel and no cell learns (docs/data.md, "Calibrating quick CathDet").
+    "quick": CathDetParams(
+        image_size=(64, 64), n_train=600, n_val=100, n_test=300, catheter_width=(4.0, 8.0)
+    ),
     "paper": CathDetParams(image_size=(256, 256), n_train=3000, n_val=300, n_test=300),
 }
 
