@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import paper
+from bench.comparison import ALPHA, TEST_NAME, paired_comparison
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,6 +60,7 @@ class Report:
     validation_metric: str
     curves: dict[str, RunCurves]
     parent_run_id: str | None
+    comparison: pd.DataFrame
     client: Any = field(repr=False)
 
 
@@ -85,7 +87,7 @@ def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
     task = get_task(task_name)
     metrics = task.summary_metrics
     selected = select_runs(runs)
-    records = run_records(selected, metrics)
+    records = run_records(selected, tuple(dict.fromkeys([*metrics, task.headline_metric])))
     curves = {run.info.run_id: run_curves(client, run, task.validation_metric) for run in selected}
     parents = client.search_runs(
         [experiment.experiment_id],
@@ -104,6 +106,7 @@ def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
         validation_metric=task.validation_metric,
         curves=curves,
         parent_run_id=parents[0].info.run_id if parents else None,
+        comparison=paired_comparison(records, task.headline_metric, task.headline_higher_is_better),
         client=client,
     )
 
@@ -247,6 +250,7 @@ def render(report: Report, fmt: str) -> str:
                 "task": report.task,
                 "profile": report.profile,
                 "rows": json.loads(report.table.to_json(orient="records")),
+                "comparison": json.loads(report.comparison.to_json(orient="records")),
             },
             indent=2,
         )
@@ -279,6 +283,7 @@ def markdown(report: Report) -> str:
             for row in table.to_dict(orient="records")
         ]
         lines += [*_markdown_table(header, rows), ""]
+    lines += comparison_markdown(report.comparison)
     lines += ["## Outcomes", ""]
     outcome_rows = [
         [row["method"], f"{row['lr']:g}", *[str(row[o]) for o in OUTCOMES]]
@@ -310,6 +315,46 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
+    """The paired comparison of adaptive schedules with the best fixed sigma, as Markdown lines
+    (none when the grid has no fixed or no adaptive method)."""
+    if comparison.empty:
+        return []
+    metric = comparison.metric.iloc[0]
+    lines = [
+        "## Adaptive schedules against the best fixed sigma",
+        "",
+        f"On `{metric}`: {TEST_NAME}, pairs sharing a seed (initial weights, batch order, "
+        f"augmentation); difference = method - reference; a verdict needs p < {ALPHA:g}. The "
+        "reference is the fixed sigma with the best mean on this same test metric, which "
+        "favours it.",
+        "",
+    ]
+    header = ["lr", "method", "best fixed", "method mean", "fixed mean", "difference"]
+    header += ["pairs", "t", "p", "verdict"]
+    rows = [
+        [
+            f"{row['lr']:g}",
+            row["method"],
+            row["reference"],
+            _number_text(row["method_mean"]),
+            _number_text(row["reference_mean"]),
+            _number_text(row["difference_mean"])
+            + (
+                ""
+                if math.isnan(row["difference_std"])
+                else f" ± {_number_text(row['difference_std'])}"
+            ),
+            str(row["pairs"]),
+            _number_text(row["t"]),
+            "-" if math.isnan(row["p"]) else f"{row['p']:.3g}",
+            row["verdict"],
+        ]
+        for row in comparison.to_dict(orient="records")
+    ]
+    return [*lines, *_markdown_table(header, rows), ""]
+
+
 def metric_families(metrics: Sequence[str]) -> dict[str, list[str]]:
     """Metrics grouped for display: `test_x/<family>/<subset>` by family (EndoVis claspers),
     then everything else in one unnamed family; one table of 20 columns would be unreadable."""
@@ -330,9 +375,10 @@ def write_report(report: Report, folder: Path, fmt: str = "md") -> list[Path]:
     """Writes summary.md, summary.csv (and summary.json for fmt json), figures and overlays under
     `folder`, logs the folder to the newest parent run, and returns the summary files."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / "summary.md", folder / "summary.csv"]
+    written = [folder / "summary.md", folder / "summary.csv", folder / "comparison.csv"]
     written[0].write_text(markdown(report), encoding="utf-8")
     written[1].write_text(render(report, "csv"), encoding="utf-8")
+    written[2].write_text(report.comparison.to_csv(index=False), encoding="utf-8")
     if fmt == "json":
         written.append(folder / "summary.json")
         written[-1].write_text(render(report, "json"), encoding="utf-8")

@@ -58,12 +58,16 @@ class Task(ABC):
     validation_metric: the per-epoch metric, lower is better; `validate` returns it with any
         other "val_" metrics. summary_metrics: the final metrics a report table shows, in order
         (test metrics from `test`, and "ntv_all", "ntv_last" which the trainer adds).
+    headline_metric: the test metric on which a report compares adaptive schedules with the best
+        fixed sigma (`bench.comparison`); headline_higher_is_better: its direction.
     """
 
     name: str
     profiles: Mapping[str, TaskProfile]
     validation_metric: str
     summary_metrics: tuple[str, ...]
+    headline_metric: str
+    headline_higher_is_better: bool = False
 
     def settings(self, profile: str, extra: Mapping[str, Any] | None = None) -> TaskProfile:
         """The profile's defaults with the model/augmentation keys of `extra` replaced.

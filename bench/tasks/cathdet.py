@@ -54,6 +54,7 @@ class CathDet(Task):
     name: str = "cathdet"
     profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     validation_metric: str = "val_distance"
+    headline_metric: str = "test_distance"
     summary_metrics: tuple[str, ...] = (
         "test_distance",
         "test_distance_median",

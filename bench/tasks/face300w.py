@@ -73,6 +73,7 @@ class Face300W(Task):
     name: str = "face300w"
     profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     validation_metric: str = "val_nme"
+    headline_metric: str = "test_nme/full"
     summary_metrics: tuple[str, ...] = (
         "test_nme/common",
         "test_nme/challenging",

@@ -214,13 +214,49 @@ def test_written_files_figures_and_parent_artifacts(store: tuple[str, str], tmp_
     report = build_report(uri, "cathdet")
     assert report.parent_run_id == parent_id
     written = write_report(report, tmp_path / "out", "json")
-    assert [p.name for p in written] == ["summary.md", "summary.csv", "summary.json"]
+    assert [p.name for p in written] == [
+        "summary.md",
+        "summary.csv",
+        "comparison.csv",
+        "summary.json",
+    ]
     csv = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert csv.set_index("method").loc["sigma5", "test_distance"] == pytest.approx(5.0)
     for figure in ("validation_per_epoch.png", "sigma_per_epoch.png"):
         assert (tmp_path / "out" / "figures" / figure).stat().st_size > 10_000
     logged = {a.path for a in report.client.list_artifacts(parent_id, "report")}
     assert {"report/summary.md", "report/summary.csv", "report/figures"} <= logged
+
+
+def test_adaloss_is_paired_with_the_best_fixed_sigma_of_its_lr(store: tuple[str, str]) -> None:
+    uri, _ = store
+    client = open_store(uri)
+    exp = client.get_experiment_by_name("cathdet").experiment_id
+    for order, (seed, distance) in enumerate(((0, 1.0), (1, 3.0)), start=10):
+        add_run(
+            client,
+            exp,
+            order,
+            method="adaloss",
+            lr=1e-3,
+            seed=seed,
+            metrics={"test_distance": distance},
+        )
+    report = build_report(uri, "cathdet")
+    # lr 1e-3: sigma5 (mean 5) beats sigma25 (7.25); pairs are seeds 0 and 1 (2 - 1, 4 - 3);
+    # lr 1e-4 has no finished fixed sigma, so no row
+    (row,) = report.comparison.to_dict("records")
+    assert (row["lr"], row["method"], row["reference"], row["pairs"]) == (
+        1e-3,
+        "adaloss",
+        "sigma5",
+        2,
+    )
+    assert row["difference_mean"] == pytest.approx(-1.0)
+    assert row["verdict"] == "better"
+    text = markdown(report)
+    assert "## Adaptive schedules against the best fixed sigma" in text
+    assert "| 0.001 | adaloss | sigma5 | 2.00 | 3.00 | -1.00 ± 0.00 | 2 |" in text
 
 
 def test_cli_report_prints_and_writes(store: tuple[str, str], tmp_path: Path) -> None:

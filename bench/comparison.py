@@ -1,0 +1,116 @@
+"""Adaptive schedules against the best fixed sigma: a paired test over seeds.
+
+For each learning rate of a report, the reference is the fixed-sigma method with the best mean of
+the task's headline metric over its finished seeds. Every adaptive method (Adaloss, linear decay)
+is paired with it seed by seed: two cells with the same seed start from the same weights and see
+the same batches and augmentations, so their difference isolates the schedule. The test is a
+two-sided paired t-test on those differences (`scipy.stats.ttest_rel`).
+
+The reference is chosen on the test metric it is compared on, which favours the fixed baseline:
+a significant win of an adaptive schedule survives that bias; a loss may be partly its product.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ALPHA = 0.05
+TEST_NAME = "two-sided paired t-test over seeds (scipy.stats.ttest_rel)"
+COLUMNS = (
+    "lr",
+    "method",
+    "reference",
+    "metric",
+    "pairs",
+    "method_mean",
+    "reference_mean",
+    "difference_mean",
+    "difference_std",
+    "t",
+    "p",
+    "verdict",
+)
+
+
+def paired_comparison(records: pd.DataFrame, metric: str, higher_is_better: bool) -> pd.DataFrame:
+    """One row per (lr, adaptive method): the method against the best fixed sigma at that lr.
+
+    records: one row per run with columns method, lr, seed, outcome, schedule and `metric`
+    (`bench.report.run_records`). Only finished runs with a finite `metric` count; seeds that
+    only one side has are left out of the pairs. difference = method - reference, in the
+    metric's units. verdict: "better" or "worse" when p < ALPHA, "no significant difference"
+    otherwise (and always with fewer than 2 pairs, where p is NaN). Columns: COLUMNS.
+    """
+    import pandas as pd
+
+    usable = records[(records.outcome == "finished") & records[metric].notna()]
+    rows: list[dict[str, Any]] = []
+    for lr in sorted(usable.lr.unique(), reverse=True):
+        at_lr = usable[usable.lr == lr]
+        fixed = at_lr[at_lr.schedule == "fixed"]
+        if fixed.empty:
+            continue
+        means = fixed.groupby("method")[metric].mean()
+        reference = str(means.idxmax() if higher_is_better else means.idxmin())
+        reference_values = fixed[fixed.method == reference].set_index("seed")[metric]
+        for method in dict.fromkeys(at_lr[at_lr.schedule != "fixed"].method):
+            values = at_lr[at_lr.method == method].set_index("seed")[metric]
+            seeds = sorted(set(values.index) & set(reference_values.index))
+            rows.append(
+                _paired_row(
+                    float(lr),
+                    str(method),
+                    reference,
+                    metric,
+                    [float(values[s]) for s in seeds],
+                    [float(reference_values[s]) for s in seeds],
+                    higher_is_better,
+                )
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _paired_row(
+    lr: float,
+    method: str,
+    reference: str,
+    metric: str,
+    ours: list[float],
+    theirs: list[float],
+    higher_is_better: bool,
+) -> dict[str, Any]:
+    from scipy import stats
+
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    n = len(differences)
+    t = p = math.nan
+    if n >= 2 and any(d != differences[0] for d in differences):
+        result = stats.ttest_rel(ours, theirs)
+        t, p = float(result.statistic), float(result.pvalue)
+    elif n >= 2 and differences[0] != 0:
+        # identical non-zero differences: zero variance, the t statistic is infinite
+        t, p = math.copysign(math.inf, differences[0]), 0.0
+    mean_difference = sum(differences) / n if n else math.nan
+    verdict = "no significant difference"
+    if p < ALPHA:
+        improved = mean_difference > 0 if higher_is_better else mean_difference < 0
+        verdict = "better" if improved else "worse"
+    return {
+        "lr": lr,
+        "method": method,
+        "reference": reference,
+        "metric": metric,
+        "pairs": n,
+        "method_mean": sum(ours) / n if n else math.nan,
+        "reference_mean": sum(theirs) / n if n else math.nan,
+        "difference_mean": mean_difference,
+        "difference_std": statistics.stdev(differences) if n >= 2 else math.nan,
+        "t": t,
+        "p": p,
+        "verdict": verdict,
+    }

@@ -1,0 +1,81 @@
+"""bench.comparison: the paired test of adaptive schedules against the best fixed sigma,
+checked against the closed form of Student's t with 2 degrees of freedom,
+P(|T| > t) = 1 - t / sqrt(2 + t^2)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bench.comparison import paired_comparison
+
+
+def records(rows: list[tuple[str, str, float, int, float, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        rows, columns=["method", "schedule", "lr", "seed", "test_distance", "outcome"]
+    )
+
+
+def three_seeds(method: str, schedule: str, values: list[float], lr: float = 1e-3) -> list:
+    return [(method, schedule, lr, seed, v, "finished") for seed, v in enumerate(values)]
+
+
+def test_pairs_adaloss_with_the_best_fixed_sigma_by_seed() -> None:
+    table = records(
+        three_seeds("sigma5", "fixed", [10.0, 12.0, 14.0])
+        + three_seeds("sigma25", "fixed", [5.0, 6.0, 7.0])
+        + three_seeds("adaloss", "adaloss", [4.0, 5.0, 5.0])
+    )
+    (row,) = paired_comparison(table, "test_distance", higher_is_better=False).to_dict("records")
+    # differences -1, -1, -2: mean -4/3, sample std 1/sqrt(3), so t = -4 with 2 dof
+    assert row["reference"] == "sigma25"
+    assert row["pairs"] == 3
+    assert row["difference_mean"] == pytest.approx(-4 / 3)
+    assert row["difference_std"] == pytest.approx(1 / math.sqrt(3))
+    assert row["t"] == pytest.approx(-4.0)
+    assert row["p"] == pytest.approx(1 - 4 / math.sqrt(18))  # 0.0572
+    assert row["verdict"] == "no significant difference"
+
+
+def test_direction_and_unpaired_seeds() -> None:
+    # F1-like metric: higher is better; adaloss seed 2 diverged and sigma10 seed 0 failed
+    table = records(
+        three_seeds("sigma10", "fixed", [50.0, 60.0, 70.0])
+        + three_seeds("sigma20", "fixed", [40.0, 41.0, 42.0])
+        + three_seeds("adaloss", "adaloss", [54.0, 66.0, 99.0])
+    )
+    table.loc[(table.method == "adaloss") & (table.seed == 2), "outcome"] = "diverged"
+    table.loc[(table.method == "sigma10") & (table.seed == 0), "outcome"] = "failed"
+    (row,) = paired_comparison(table, "test_distance", higher_is_better=True).to_dict("records")
+    # sigma10's finished seeds (60, 70) still beat sigma20's mean; only seed 1 is paired
+    assert row["reference"] == "sigma10"
+    assert row["pairs"] == 1
+    assert row["difference_mean"] == pytest.approx(6.0)
+    assert math.isnan(row["p"])
+    assert row["verdict"] == "no significant difference"
+
+
+def test_constant_differences_are_significant_in_their_direction() -> None:
+    table = records(
+        three_seeds("sigma40", "fixed", [9.0, 8.0, 7.0])
+        + three_seeds("adaloss", "adaloss", [10.0, 9.0, 8.0])
+        + three_seeds("linear", "linear", [6.0, 5.0, 4.0])
+    )
+    rows = paired_comparison(table, "test_distance", higher_is_better=False).set_index("method")
+    assert rows.loc["adaloss", "verdict"] == "worse"
+    assert rows.loc["adaloss", "t"] == math.inf
+    assert rows.loc["linear", "verdict"] == "better"
+    assert rows.loc["linear", "p"] == 0.0
+
+
+def test_one_row_per_learning_rate_and_none_without_a_fixed_method() -> None:
+    table = records(
+        three_seeds("sigma5", "fixed", [3.0, 4.0, 5.0], lr=1e-3)
+        + three_seeds("adaloss", "adaloss", [3.0, 5.0, 4.0], lr=1e-3)
+        + three_seeds("adaloss", "adaloss", [1.0, 2.0, 3.0], lr=1e-4)
+    )
+    result = paired_comparison(table, "test_distance", higher_is_better=False)
+    assert list(result.lr) == [1e-3]
+    assert result.p.iloc[0] == pytest.approx(1.0)  # differences 0, 1, -1: t = 0
