@@ -31,7 +31,7 @@ def _split_list(text: str | None) -> list[str] | None:
     "--grid",
     "grid_name",
     required=True,
-    help="A shipped grid (cathdet, face300w, endovis) or the path of your own grid YAML.",
+    help="A shipped grid (cathdet, cathdet_ablation, face300w, endovis) or your grid YAML.",
 )
 @click.option(
     "--profile",

@@ -32,7 +32,7 @@ def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
 
 
 def test_shipped_grids_expand_to_the_papers_cells() -> None:
-    assert shipped_grids() == ["cathdet", "endovis", "face300w"]
+    assert shipped_grids() == ["cathdet", "cathdet_ablation", "endovis", "face300w"]
     cathdet = expand_cells(load_grid("cathdet"), "quick")
     assert len(cathdet) == 10  # sigma 5, 25, 40, 60 and Adaloss at lr 1e-3 and 1e-4
     fixed = sorted({c.schedule.sigma for c in cathdet if c.schedule.kind == "fixed"})
@@ -46,6 +46,12 @@ def test_shipped_grids_expand_to_the_papers_cells() -> None:
     assert {c.lr for c in face} == {1e-4} and "adaloss" in {c.method for c in face}
     endovis = expand_cells(load_grid("endovis"), "quick")
     assert {c.lr for c in endovis} == {1e-3} and "adaloss" in {c.method for c in endovis}
+    ablation = {c.method: c.schedule for c in expand_cells(load_grid("cathdet_ablation"), "quick")}
+    assert len(expand_cells(load_grid("cathdet_ablation"), "quick")) == 6 * 3  # 3 seeds
+    assert ablation["literal"].max_step is None and ablation["max_step4"].max_step == 4
+    assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 38)
+    assert ablation["unrestricted"].restrict is False and ablation["literal"].restrict is True
+    assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 2)
 
 
 def test_user_grid_values_and_profile_overrides(tmp_path: Path) -> None:
