@@ -124,26 +124,41 @@ def prediction_overlay(overlay: Mapping[str, Any], *, title: str, columns: int =
     return figure
 
 
-def grid_curves(curves: Mapping[tuple[str, str], Curve], *, ylabel: str, title: str) -> Figure:
-    """One line per cell; colour = method, line style = learning rate; legend on the right.
+def grid_curves(
+    curves: Mapping[tuple[str, str], Sequence[Curve]], *, ylabel: str, title: str
+) -> Figure:
+    """One line per (method, lr): the mean over its seeds, with the seeds' min-max range shaded
+    when there are several; colour = method, line style = learning rate; legend on the right.
 
-    curves: (method, lr label) -> (epochs, values); a cell with several seeds passes one curve
-    per seed under keys made distinct by the caller (e.g. lr label "1e-3 s1").
+    curves: (method, lr label) -> one (epochs, values) curve per seed. A seed whose run stopped
+    early (diverged) counts only in the epochs it has.
     """
     methods = list(dict.fromkeys(method for method, _ in curves))
     lrs = list(dict.fromkeys(lr for _, lr in curves))
     figure = Figure(figsize=(7.5, 4.6), layout="constrained")
     axis = figure.subplots()
-    for (method, lr), (epochs, values) in curves.items():
+    for (method, lr), seeds in curves.items():
+        by_epoch: dict[float, list[float]] = {}
+        for epochs, values in seeds:
+            for epoch, value in zip(epochs, values, strict=True):
+                by_epoch.setdefault(epoch, []).append(value)
+        epochs = sorted(by_epoch)
+        colour = f"C{methods.index(method) % 10}"
+        label = f"{method} lr={lr}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
         axis.plot(
             epochs,
-            values,
-            color=f"C{methods.index(method) % 10}",
+            [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs],
+            color=colour,
             linestyle=LINESTYLES[lrs.index(lr) % len(LINESTYLES)],
             linewidth=1.6,
-            label=f"{method} lr={lr}",
+            label=label,
         )
-    if spans_decades([value for _, values in curves.values() for value in values]):
+        if len(seeds) > 1:
+            low = [min(by_epoch[e]) for e in epochs]
+            high = [max(by_epoch[e]) for e in epochs]
+            axis.fill_between(epochs, low, high, color=colour, alpha=0.15, linewidth=0)
+    values = [value for seeds in curves.values() for _, vals in seeds for value in vals]
+    if spans_decades(values):
         log_scale(axis)
     axis.set(xlabel="epoch", ylabel=ylabel, title=title)
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))

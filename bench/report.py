@@ -398,17 +398,16 @@ def write_figures(report: Report, folder: Path) -> list[Path]:
     records = report.records.assign(rank=report.records.method.map(rank)).sort_values(
         ["rank", "lr", "seed"], ascending=[True, False, True]
     )
-    several_seeds = records.seed.nunique() > 1
-    validation: dict[tuple[str, str], figures.Curve] = {}
-    sigma: dict[tuple[str, str], figures.Curve] = {}
+    validation: dict[tuple[str, str], list[figures.Curve]] = {}
+    sigma: dict[tuple[str, str], list[figures.Curve]] = {}
     paths = []
     for row in records.itertuples():
-        label = f"{row.lr:g}" + (f" s{row.seed}" if several_seeds else "")
+        label = f"{row.lr:g}"
         curves = report.curves[row.run_id]
         if curves.validation[0]:
-            validation[(row.method, label)] = curves.validation
+            validation.setdefault((row.method, label), []).append(curves.validation)
         if curves.sigma_mean[0]:
-            sigma[(row.method, label)] = curves.sigma_mean
+            sigma.setdefault((row.method, label), []).append(curves.sigma_mean)
         stem = f"{row.method}_lr{row.lr:g}_s{row.seed}"
         if curves.sigma_groups:
             title = f"{report.grid}: sigma per landmark group, {row.method} lr={row.lr:g}"
