@@ -29,7 +29,7 @@ from bench.comparison import ALPHA, TEST_NAME, paired_comparison
 if TYPE_CHECKING:
     import pandas as pd
 
-OUTCOMES = ("finished", "diverged", "failed", "killed")
+OUTCOMES = ("finished", "diverged", "failed", "killed", "running")
 Curve = tuple[list[float], list[float]]
 
 
@@ -157,7 +157,7 @@ def summarise(
 ) -> pd.DataFrame:
     """One row per (method, lr): outcome counts, then per metric its mean, std and paper value.
 
-    Columns: method, lr, seeds (finished, not diverged), finished, diverged, failed, killed,
+    Columns: method, lr, seeds (finished, not diverged), finished, diverged, failed, killed, running,
     then `<metric>`, `<metric> std`, `<metric> paper` for each metric. Methods follow `order`
     (then any others alphabetically); learning rates descend.
     """
@@ -451,6 +451,8 @@ def _outcome(run: Any) -> str:
     """finished/diverged from the outcome tag of a FINISHED run; else from the run status."""
     if run.info.status == "FINISHED":
         return "diverged" if run.data.tags.get("outcome") == "diverged" else "finished"
+    if run.info.status == "RUNNING":  # a cell still training (or a process that died silently)
+        return "running"
     return "failed" if run.info.status == "FAILED" else "killed"
 
 

@@ -259,6 +259,22 @@ def test_adaloss_is_paired_with_the_best_fixed_sigma_of_its_lr(store: tuple[str,
     assert "| 0.001 | adaloss | sigma5 | 2.00 | 3.00 | -1.00 ± 0.00 | 2 |" in text
 
 
+def test_a_cell_still_training_counts_as_running(store: tuple[str, str]) -> None:
+    uri, _ = store
+    client = open_store(uri)
+    exp = client.get_experiment_by_name("cathdet").experiment_id
+    tags = {
+        ROLE_TAG: "cell",
+        "cell_key": "k20",
+        "task": "cathdet",
+        "method": "sigma60",
+        "lr": "0.001",
+    }
+    client.create_run(exp, start_time=T0 + 20, tags={**tags, "seed": "0", "profile": "quick"})
+    row = build_report(uri, "cathdet").table.set_index("method").loc["sigma60"]
+    assert (row["running"], row["killed"], row["seeds"]) == (1, 0, 0)
+
+
 def test_cli_report_prints_and_writes(store: tuple[str, str], tmp_path: Path) -> None:
     uri, _ = store
     out = tmp_path / "rep"
