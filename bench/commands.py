@@ -217,9 +217,20 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default: reports/<grid>).",
 )
+@click.option(
+    "--overlays/--no-overlays",
+    default=True,
+    show_default=True,
+    help="Copy every cell's prediction overlay into overlays/ (about 85 kB each).",
+)
 @tracking_uri_option
 def report(
-    grid_name: str, profile: str | None, fmt: str, out: Path | None, tracking_uri: str | None
+    grid_name: str,
+    profile: str | None,
+    fmt: str,
+    out: Path | None,
+    overlays: bool,
+    tracking_uri: str | None,
 ) -> None:
     """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
     from bench import report as reports
@@ -233,6 +244,6 @@ def report(
         result = reports.build_report(uri, name, profile=profile)
     except reports.ReportError as error:
         raise click.ClickException(str(error)) from None
-    written = reports.write_report(result, out or Path("reports") / name, fmt)
+    written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)
     click.echo(reports.render(result, fmt))
     click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

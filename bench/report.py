@@ -157,7 +157,7 @@ def summarise(
 ) -> pd.DataFrame:
     """One row per (method, lr): outcome counts, then per metric its mean, std and paper value.
 
-    Columns: method, lr, seeds (finished, not diverged), finished, diverged, failed, killed, running,
+    Columns: method, lr, seeds (finished, not diverged), then the count of each of OUTCOMES,
     then `<metric>`, `<metric> std`, `<metric> paper` for each metric. Methods follow `order`
     (then any others alphabetically); learning rates descend.
     """
@@ -371,9 +371,12 @@ def metric_families(metrics: Sequence[str]) -> dict[str, list[str]]:
     return {**families, "other": rest} if rest else families
 
 
-def write_report(report: Report, folder: Path, fmt: str = "md") -> list[Path]:
-    """Writes summary.md, summary.csv (and summary.json for fmt json), figures and overlays under
-    `folder`, logs the folder to the newest parent run, and returns the summary files."""
+def write_report(
+    report: Report, folder: Path, fmt: str = "md", *, overlays: bool = True
+) -> list[Path]:
+    """Writes summary.md, summary.csv, comparison.csv (and summary.json for fmt json), figures
+    and (unless `overlays` is False) overlays under `folder`, logs the folder to the newest
+    parent run, and returns the summary files."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "summary.md", folder / "summary.csv", folder / "comparison.csv"]
     written[0].write_text(markdown(report), encoding="utf-8")
@@ -382,13 +385,13 @@ def write_report(report: Report, folder: Path, fmt: str = "md") -> list[Path]:
     if fmt == "json":
         written.append(folder / "summary.json")
         written[-1].write_text(render(report, "json"), encoding="utf-8")
-    write_figures(report, folder)
+    write_figures(report, folder, overlays=overlays)
     if report.parent_run_id is not None:
         report.client.log_artifacts(report.parent_run_id, str(folder), "report")
     return written
 
 
-def write_figures(report: Report, folder: Path) -> list[Path]:
+def write_figures(report: Report, folder: Path, *, overlays: bool = True) -> list[Path]:
     """figures/validation_per_epoch.png, figures/sigma_per_epoch.png, one
     figures/sigma_per_group_<method>_lr<lr>_s<seed>.png per run with group curves, and the runs'
     prediction overlays as overlays/<method>_lr<lr>_s<seed>.png."""
@@ -417,7 +420,8 @@ def write_figures(report: Report, folder: Path) -> list[Path]:
                     folder / "figures" / f"sigma_per_group_{stem}.png",
                 )
             )
-        paths += _copy_overlay(report, row.run_id, folder / "overlays" / f"{stem}.png")
+        if overlays:
+            paths += _copy_overlay(report, row.run_id, folder / "overlays" / f"{stem}.png")
     if validation:
         figure = figures.grid_curves(
             validation,

@@ -277,6 +277,14 @@ def test_a_cell_still_training_counts_as_running(store: tuple[str, str]) -> None
 
 def test_cli_report_prints_and_writes(store: tuple[str, str], tmp_path: Path) -> None:
     uri, _ = store
+    client = open_store(uri)
+    adaloss = client.search_runs(
+        [client.get_experiment_by_name("cathdet").experiment_id],
+        "tags.method = 'adaloss' and tags.seed = '0'",
+    )[0]
+    png = tmp_path / "prediction_overlay.png"
+    png.write_bytes(b"\x89PNG overlay")
+    client.log_artifact(adaloss.info.run_id, str(png), "figures")
     out = tmp_path / "rep"
     result = CliRunner().invoke(
         report_command,
@@ -285,6 +293,11 @@ def test_cli_report_prints_and_writes(store: tuple[str, str], tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0].startswith("method,lr,seeds,finished,diverged,failed")
     assert (out / "summary.md").exists()
+    assert [p.name for p in (out / "overlays").iterdir()] == ["adaloss_lr0.0001_s0.png"]
+    plain = tmp_path / "plain"
+    args = ["--grid", "cathdet", "--out", str(plain), "--no-overlays", "--tracking-uri", uri]
+    assert CliRunner().invoke(report_command, args).exit_code == 0
+    assert (plain / "figures").is_dir() and not (plain / "overlays").exists()
 
 
 def test_nothing_to_report_is_one_clear_line(tmp_path: Path, tracking_uri: str) -> None:
