@@ -58,6 +58,8 @@ PAPER_NUMBERS: tuple[PaperNumber, ...] = (
     _cathdet_distance(None, 1.19),
     PaperNumber("cathdet", "adaloss", None, "ntv_all", 2.80, CATHDET_TEXT),
     PaperNumber("cathdet", "adaloss", None, "ntv_last", 1.68, CATHDET_TEXT),
+    # the text says "about 5 px": an approximate value, not a table entry
+    PaperNumber("cathdet", "adaloss", None, "sigma_final_mean", 5.0, CATHDET_TEXT),
     *_face_nme("adaloss", 2.76, 5.61, 3.31),
     *_face_nme("SAN", 3.34, 6.60, 3.98),
     *_face_nme("Dlib", 4.38, 19.39, 7.32),

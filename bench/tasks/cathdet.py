@@ -61,6 +61,7 @@ class CathDet(Task):
         "test_within_5px",
         "ntv_all",
         "ntv_last",
+        "sigma_final_mean",
     )
 
     def build_model(

@@ -107,6 +107,7 @@ class EndoVis(Task):
         ),
         "ntv_all",
         "ntv_last",
+        "sigma_final_mean",
     )
 
     def build_model(

@@ -83,6 +83,7 @@ class Face300W(Task):
         "test_auc_0.08/full",
         "ntv_all",
         "ntv_last",
+        "sigma_final_mean",
     )
 
     def build_model(
