@@ -223,6 +223,11 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
     show_default=True,
     help="Copy every cell's prediction overlay into overlays/ (about 85 kB each).",
 )
+@click.option(
+    "--reference",
+    help="Pair every other method with this method label (an ablation's baseline) instead of "
+    "pairing the adaptive schedules with the best fixed sigma.",
+)
 @tracking_uri_option
 def report(
     grid_name: str,
@@ -230,6 +235,7 @@ def report(
     fmt: str,
     out: Path | None,
     overlays: bool,
+    reference: str | None,
     tracking_uri: str | None,
 ) -> None:
     """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
@@ -241,7 +247,7 @@ def report(
     uri = tracking.tracking_uri(tracking_uri)
     name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
     try:
-        result = reports.build_report(uri, name, profile=profile)
+        result = reports.build_report(uri, name, profile=profile, reference=reference)
     except reports.ReportError as error:
         raise click.ClickException(str(error)) from None
     written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)

@@ -8,6 +8,9 @@ two-sided paired t-test on those differences (`scipy.stats.ttest_rel`).
 
 The reference is chosen on the test metric it is compared on, which favours the fixed baseline:
 a significant win of an adaptive schedule survives that bias; a loss may be partly its product.
+
+With a named reference (`bench report --reference literal`, for an ablation) every other method
+is paired with that one instead, whatever its schedule.
 """
 
 from __future__ import annotations
@@ -37,35 +40,48 @@ COLUMNS = (
 )
 
 
-def paired_comparison(records: pd.DataFrame, metric: str, higher_is_better: bool) -> pd.DataFrame:
-    """One row per (lr, adaptive method): the method against the best fixed sigma at that lr.
+def paired_comparison(
+    records: pd.DataFrame, metric: str, higher_is_better: bool, reference: str | None = None
+) -> pd.DataFrame:
+    """One row per (lr, adaptive method): the method against the best fixed sigma at that lr;
+    with `reference` (a method label), one row per (lr, other method) against that method.
 
     records: one row per run with columns method, lr, seed, outcome, schedule and `metric`
     (`bench.report.run_records`). Only finished runs with a finite `metric` count; seeds that
     only one side has are left out of the pairs. difference = method - reference, in the
     metric's units. verdict: "better" or "worse" when p < ALPHA, "no significant difference"
     otherwise (and always with fewer than 2 pairs, where p is NaN). Columns: COLUMNS.
+    Raises ValueError when `reference` is not one of the records' methods.
     """
     import pandas as pd
 
+    if reference is not None and reference not in set(records.method):
+        known = ", ".join(sorted(set(records.method)))
+        raise ValueError(f"no method {reference!r} to compare against; the methods are {known}")
     usable = records[(records.outcome == "finished") & records[metric].notna()]
     rows: list[dict[str, Any]] = []
     for lr in sorted(usable.lr.unique(), reverse=True):
         at_lr = usable[usable.lr == lr]
-        fixed = at_lr[at_lr.schedule == "fixed"]
-        if fixed.empty:
-            continue
-        means = fixed.groupby("method")[metric].mean()
-        reference = str(means.idxmax() if higher_is_better else means.idxmin())
-        reference_values = fixed[fixed.method == reference].set_index("seed")[metric]
-        for method in dict.fromkeys(at_lr[at_lr.schedule != "fixed"].method):
+        if reference is None:
+            fixed = at_lr[at_lr.schedule == "fixed"]
+            if fixed.empty:
+                continue
+            means = fixed.groupby("method")[metric].mean()
+            chosen = str(means.idxmax() if higher_is_better else means.idxmin())
+            others = at_lr[at_lr.schedule != "fixed"]
+        else:
+            if reference not in set(at_lr.method):
+                continue
+            chosen, others = reference, at_lr[at_lr.method != reference]
+        reference_values = at_lr[at_lr.method == chosen].set_index("seed")[metric]
+        for method in dict.fromkeys(others.method):
             values = at_lr[at_lr.method == method].set_index("seed")[metric]
             seeds = sorted(set(values.index) & set(reference_values.index))
             rows.append(
                 _paired_row(
                     float(lr),
                     str(method),
-                    reference,
+                    chosen,
                     metric,
                     [float(values[s]) for s in seeds],
                     [float(reference_values[s]) for s in seeds],

@@ -62,10 +62,14 @@ class Report:
     parent_run_id: str | None
     comparison: pd.DataFrame
     client: Any = field(repr=False)
+    reference: str | None = None  # the named comparison reference; None: the best fixed sigma
 
 
-def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
-    """Reads the grid's runs from the store at `uri`; raises ReportError when there are none."""
+def build_report(
+    uri: str, grid: str, *, profile: str | None = None, reference: str | None = None
+) -> Report:
+    """Reads the grid's runs from the store at `uri`; raises ReportError when there are none,
+    or when `reference` (the method the comparison pairs every other with) is not in the grid."""
     from bench.tasks import get_task
     from bench.tracking import ROLE_TAG, cell_runs, open_store
 
@@ -89,6 +93,12 @@ def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
     selected = select_runs(runs)
     records = run_records(selected, tuple(dict.fromkeys([*metrics, task.headline_metric])))
     curves = {run.info.run_id: run_curves(client, run, task.validation_metric) for run in selected}
+    try:
+        comparison = paired_comparison(
+            records, task.headline_metric, task.headline_higher_is_better, reference
+        )
+    except ValueError as error:
+        raise ReportError(f"--reference: {error}") from None
     parents = client.search_runs(
         [experiment.experiment_id],
         filter_string=f"tags.`{ROLE_TAG}` = 'parent' and tags.profile = '{profile}'",
@@ -106,8 +116,9 @@ def build_report(uri: str, grid: str, *, profile: str | None = None) -> Report:
         validation_metric=task.validation_metric,
         curves=curves,
         parent_run_id=parents[0].info.run_id if parents else None,
-        comparison=paired_comparison(records, task.headline_metric, task.headline_higher_is_better),
+        comparison=comparison,
         client=client,
+        reference=reference,
     )
 
 
@@ -283,7 +294,7 @@ def markdown(report: Report) -> str:
             for row in table.to_dict(orient="records")
         ]
         lines += [*_markdown_table(header, rows), ""]
-    lines += comparison_markdown(report.comparison)
+    lines += comparison_markdown(report.comparison, report.reference)
     lines += ["## Outcomes", ""]
     outcome_rows = [
         [row["method"], f"{row['lr']:g}", *[str(row[o]) for o in OUTCOMES]]
@@ -315,22 +326,27 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
-    """The paired comparison of adaptive schedules with the best fixed sigma, as Markdown lines
-    (none when the grid has no fixed or no adaptive method)."""
+def comparison_markdown(comparison: pd.DataFrame, reference: str | None = None) -> list[str]:
+    """The paired comparison of adaptive schedules with the best fixed sigma (or of every method
+    with the named `reference`), as Markdown lines (none when nothing was paired)."""
     if comparison.empty:
         return []
     metric = comparison.metric.iloc[0]
-    lines = [
-        "## Adaptive schedules against the best fixed sigma",
-        "",
+    pairing = (
         f"On `{metric}`: {TEST_NAME}, pairs sharing a seed (initial weights, batch order, "
-        f"augmentation); difference = method - reference; a verdict needs p < {ALPHA:g}. The "
-        "reference is the fixed sigma with the best mean on this same test metric, which "
-        "favours it.",
-        "",
-    ]
-    header = ["lr", "method", "best fixed", "method mean", "fixed mean", "difference"]
+        f"augmentation); difference = method - reference; a verdict needs p < {ALPHA:g}."
+    )
+    if reference is None:
+        title = "## Adaptive schedules against the best fixed sigma"
+        pairing += (
+            " The reference is the fixed sigma with the best mean on this same test metric, "
+            "which favours it."
+        )
+        header = ["lr", "method", "best fixed", "method mean", "fixed mean", "difference"]
+    else:
+        title = f"## Every method against `{reference}`"
+        header = ["lr", "method", "reference", "method mean", "reference mean", "difference"]
+    lines = [title, "", pairing, ""]
     header += ["pairs", "t", "p", "verdict"]
     rows = [
         [

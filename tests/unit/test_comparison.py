@@ -79,3 +79,27 @@ def test_one_row_per_learning_rate_and_none_without_a_fixed_method() -> None:
     result = paired_comparison(table, "test_distance", higher_is_better=False)
     assert list(result.lr) == [1e-3]
     assert result.p.iloc[0] == pytest.approx(1.0)  # differences 0, 1, -1: t = 0
+
+
+def test_a_named_reference_is_paired_with_every_other_method() -> None:
+    # an ablation: every variant (and the fixed sigma) against the paper-literal rule
+    table = records(
+        three_seeds("sigma40", "fixed", [9.0, 8.0, 7.0])
+        + three_seeds("literal", "adaloss", [10.0, 9.0, 8.0])
+        + three_seeds("max_step4", "adaloss", [4.0, 6.0, 8.0])
+    )
+    rows = paired_comparison(
+        table, "test_distance", higher_is_better=False, reference="literal"
+    ).set_index("method")
+    assert list(rows.index) == ["sigma40", "max_step4"]
+    assert set(rows.reference) == {"literal"}
+    assert rows.loc["sigma40", "verdict"] == "better"  # -1 on every seed
+    # differences -6, -3, 0: mean -3, sample std 3, t = -3 / (3 / sqrt 3) = -sqrt(3), 2 dof
+    assert rows.loc["max_step4", "t"] == pytest.approx(-math.sqrt(3))
+    assert rows.loc["max_step4", "p"] == pytest.approx(1 - math.sqrt(3) / math.sqrt(5))
+
+
+def test_an_unknown_reference_names_the_methods() -> None:
+    table = records(three_seeds("sigma40", "fixed", [9.0, 8.0, 7.0]))
+    with pytest.raises(ValueError, match=r"no method 'literl'.*sigma40"):
+        paired_comparison(table, "test_distance", higher_is_better=False, reference="literl")

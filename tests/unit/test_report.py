@@ -305,3 +305,20 @@ def test_nothing_to_report_is_one_clear_line(tmp_path: Path, tracking_uri: str) 
         build_report(f"sqlite:///{tmp_path / 'absent' / 'mlflow.db'}", "x")
     with pytest.raises(ReportError, match=r"no experiment 'cathdet'"):
         build_report(tracking_uri, "cathdet")
+
+
+def test_cli_reference_pairs_every_method_with_the_named_one(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
+    uri, _ = store
+    args = ["--grid", "cathdet", "--out", str(tmp_path / "rep"), "--tracking-uri", uri]
+    result = CliRunner().invoke(report_command, [*args, "--reference", "sigma25"])
+    assert result.exit_code == 0, result.output
+    # sigma25 has only seed 0 at lr 1e-3: sigma5's seed 0 (2.0) is its one pair; no row at 1e-4
+    assert "## Every method against `sigma25`" in result.stdout
+    assert "| 0.001 | sigma5 | sigma25 | 2.00 | 7.25 | -5.25 | 1 | - | - |" in result.stdout
+    wrong = CliRunner().invoke(report_command, [*args, "--reference", "sigma52"])
+    assert wrong.exit_code == 1
+    assert "Error: --reference: no method 'sigma52' to compare against; the methods are" in (
+        wrong.output
+    )
