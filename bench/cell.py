@@ -21,7 +21,9 @@ class ScheduleConfig:
 
     kind: "fixed" uses `sigma`; "adaloss" and "linear" start at `sigma0` (None: a quarter of the
         heatmap's side, DESIGN.md's default) and never go below `sigma_min` (heatmap pixels).
-    window, rho, max_step, restrict: the Adaloss rule's parameters (DESIGN.md).
+    window, rho, max_step, restrict: the Adaloss rule's parameters (DESIGN.md). max_step is
+        scaled from sigma_ref like the sigmas; rho is not: it stays in heatmap pixels, so one
+        rho moves sigma further, relative to the frame, on a coarser heatmap.
     unit: "epoch" steps the schedule once per epoch with the epoch's mean loss; "iteration" steps
         it once per batch (the paper's iteration-window variant).
     k: the linear decay's step per epoch, in the same units as `sigma`.

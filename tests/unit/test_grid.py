@@ -47,11 +47,12 @@ def test_shipped_grids_expand_to_the_papers_cells() -> None:
     endovis = expand_cells(load_grid("endovis"), "quick")
     assert {c.lr for c in endovis} == {1e-3} and "adaloss" in {c.method for c in endovis}
     ablation = {c.method: c.schedule for c in expand_cells(load_grid("cathdet_ablation"), "quick")}
-    assert len(expand_cells(load_grid("cathdet_ablation"), "quick")) == 6 * 3  # 3 seeds
+    assert len(expand_cells(load_grid("cathdet_ablation"), "quick")) == 7 * 3  # 3 seeds
     assert ablation["literal"].max_step is None and ablation["max_step4"].max_step == 4
     assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 38)
     assert ablation["unrestricted"].restrict is False and ablation["literal"].restrict is True
     assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 2)
+    assert ablation["rho_scaled"].rho == pytest.approx(0.9 * 64 / 256)  # quick's heatmap is 64 px
 
 
 def test_user_grid_values_and_profile_overrides(tmp_path: Path) -> None:
