@@ -13,6 +13,8 @@ shows it beside every learning rate of that method.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 TABLE1 = "Teixeira et al. 2019, Table 1 (CathDet)"
@@ -76,6 +78,25 @@ NOTES = {
     "them.",
     "endovis": "The paper reports the left clasper on the full test set only.",
 }
+
+
+# The paper's Adaloss rule (DESIGN.md), as ScheduleConfig's defaults spell it. A variant that
+# changes any of these (an ablation's step limit, iteration window, ...) is not what the paper
+# measured, so its rows get no paper values.
+PAPER_RULE = {"window": 3, "rho": 0.9, "max_step": None, "restrict": True, "unit": "epoch"}
+
+
+def follows_paper_rule(params: Mapping[str, str]) -> bool:
+    """Whether a cell's MLflow params (`schedule.<key>` strings) give the paper's Adaloss rule;
+    schedules other than Adaloss have no rule to differ in (True). A missing key counts as its
+    default, which is the paper's."""
+    if params.get("schedule.kind") != "adaloss":
+        return True
+    for key, value in PAPER_RULE.items():
+        text = params.get(f"schedule.{key}")
+        if text is not None and (text if key == "unit" else json.loads(text)) != value:
+            return False
+    return True
 
 
 def paper_value(

@@ -138,7 +138,8 @@ def select_runs(runs: Sequence[Any]) -> list[Any]:
 
 
 def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: method, lr, seed, outcome, schedule, sigma, sigma_ref, run_id, metrics."""
+    """One row per run: method, lr, seed, outcome, schedule, sigma, sigma_ref, paper_rule (see
+    `paper.follows_paper_rule`), run_id, metrics."""
     import pandas as pd
 
     rows = []
@@ -153,6 +154,7 @@ def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:
                 "schedule": params.get("schedule.kind", ""),
                 "sigma": _number(params.get("schedule.sigma")),
                 "sigma_ref": _number(params.get("schedule.sigma_ref")),
+                "paper_rule": paper.follows_paper_rule(params),
                 "run_id": run.info.run_id,
                 **{metric: run.data.metrics.get(metric, math.nan) for metric in metrics},
             }
@@ -169,7 +171,8 @@ def summarise(
     """One row per (method, lr): outcome counts, then per metric its mean, std and paper value.
 
     Columns: method, lr, seeds (finished, not diverged), then the count of each of OUTCOMES,
-    then `<metric>`, `<metric> std`, `<metric> paper` for each metric. Methods follow `order`
+    then `<metric>`, `<metric> std`, `<metric> paper` for each metric; the paper value is
+    NaN for a variant of the paper's rule (records' `paper_rule` False). Methods follow `order`
     (then any others alphabetically); learning rates descend.
     """
     import pandas as pd
@@ -190,8 +193,16 @@ def summarise(
             values = good[metric].dropna().astype(float)
             row[metric] = values.mean() if len(values) else math.nan
             row[f"{metric} std"] = values.std(ddof=1) if len(values) > 1 else math.nan
-            value = paper.paper_value(
-                task, first.schedule, _optional(first.sigma), _optional_int(first.sigma_ref), metric
+            value = (
+                paper.paper_value(
+                    task,
+                    first.schedule,
+                    _optional(first.sigma),
+                    _optional_int(first.sigma_ref),
+                    metric,
+                )
+                if first.get("paper_rule", True)
+                else None
             )
             row[f"{metric} paper"] = math.nan if value is None else value
         rows.append(row)

@@ -32,6 +32,7 @@ def add_run(
     sigma_ref=256,
     metrics=None,
     kind=None,
+    rule=None,
 ):
     tags = {
         ROLE_TAG: "cell",
@@ -49,6 +50,7 @@ def add_run(
         "schedule.kind": kind or ("adaloss" if sigma is None else "fixed"),
         "schedule.sigma": "null" if sigma is None else str(float(sigma)),
         "schedule.sigma_ref": str(sigma_ref),
+        **{f"schedule.{key}": value for key, value in (rule or {}).items()},
     }
     history = [
         Metric(name, value, T0, epoch)
@@ -322,3 +324,22 @@ def test_cli_reference_pairs_every_method_with_the_named_one(
     assert "Error: --reference: no method 'sigma52' to compare against; the methods are" in (
         wrong.output
     )
+
+
+def test_variants_of_the_paper_rule_get_no_paper_values(store: tuple[str, str]) -> None:
+    uri, _ = store
+    client = open_store(uri)
+    exp = client.get_experiment_by_name("cathdet").experiment_id
+    rules = {
+        "literal": {"window": "3", "rho": "0.9", "max_step": "null", "unit": "epoch"},
+        "max_step4": {"max_step": "4.0"},
+        "iteration": {"window": "38", "unit": "iteration"},
+        "unrestricted": {"restrict": "false"},
+    }
+    for order, (method, rule) in enumerate(rules.items(), start=10):
+        metrics = {"test_distance": 3.0}
+        add_run(client, exp, order, method=method, lr=1e-3, seed=0, metrics=metrics, rule=rule)
+    table = build_report(uri, "cathdet").table.set_index("method")
+    assert table.loc["literal", "test_distance paper"] == 1.19
+    for variant in ("max_step4", "iteration", "unrestricted"):
+        assert math.isnan(table.loc[variant, "test_distance paper"]), variant
