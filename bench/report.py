@@ -91,7 +91,10 @@ def build_report(
     task = get_task(task_name)
     metrics = task.summary_metrics
     selected = select_runs(runs)
-    records = run_records(selected, tuple(dict.fromkeys([*metrics, task.headline_metric])))
+    order = method_order(grid)
+    records = in_method_order(
+        run_records(selected, tuple(dict.fromkeys([*metrics, task.headline_metric]))), order
+    )
     curves = {run.info.run_id: run_curves(client, run, task.validation_metric) for run in selected}
     try:
         comparison = paired_comparison(
@@ -111,7 +114,7 @@ def build_report(
         profile=profile,
         uri=uri,
         records=records,
-        table=summarise(records, metrics, task_name, method_order(grid)),
+        table=summarise(records, metrics, task_name, order),
         metrics=metrics,
         validation_metric=task.validation_metric,
         curves=curves,
@@ -135,6 +138,15 @@ def select_runs(runs: Sequence[Any]) -> list[Any]:
         if current is None or (current.info.status != "FINISHED" and run.info.status == "FINISHED"):
             chosen[setting] = run
     return list(chosen.values())
+
+
+def in_method_order(records: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """`records` sorted by method as in `order` (others after it, alphabetically), then lr
+    descending and seed, so that every table built from them lists methods as the grid does."""
+    rank = {method: index for index, method in enumerate(order)}
+    ranked = records.assign(rank=[rank.get(method, len(rank)) for method in records.method])
+    ranked = ranked.sort_values(["rank", "method", "lr", "seed"], ascending=[1, 1, 0, 1])
+    return ranked.drop(columns="rank").reset_index(drop=True)
 
 
 def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:

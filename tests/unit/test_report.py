@@ -343,3 +343,6 @@ def test_variants_of_the_paper_rule_get_no_paper_values(store: tuple[str, str]) 
     assert table.loc["literal", "test_distance paper"] == 1.19
     for variant in ("max_step4", "iteration", "unrestricted"):
         assert math.isnan(table.loc[variant, "test_distance paper"]), variant
+    # the comparison lists methods as the grid does (sigma5 first), then the rest alphabetically
+    compared = build_report(uri, "cathdet", reference="sigma25").comparison
+    assert list(compared.method) == ["sigma5", "iteration", "literal", "max_step4", "unrestricted"]
