@@ -16,9 +16,9 @@ RESULTS = ROOT / "docs" / "RESULTS.md"
 REPORT_COMMAND = re.compile(r"bench report --grid (\S+)[^\n`]*?--out (docs/results/[^\s`]+)")
 
 
-def report_folders(text: str) -> dict[str, Path]:
-    """grid -> the --out folder of each `bench report` command in the text."""
-    return {grid: ROOT / out for grid, out in REPORT_COMMAND.findall(text)}
+def report_folders(text: str) -> list[tuple[str, Path]]:
+    """(grid, --out folder) of each `bench report` command in the text."""
+    return [(grid, ROOT / out) for grid, out in REPORT_COMMAND.findall(text)]
 
 
 def numeric_table_rows(text: str) -> list[str]:
@@ -39,13 +39,12 @@ def test_every_table_row_comes_from_a_written_report() -> None:
     text = RESULTS.read_text(encoding="utf-8")
     folders = report_folders(text)
     assert folders, "RESULTS.md names no `bench report --grid G --out docs/results/G` command"
-    summaries = {}
-    for grid, folder in folders.items():
+    quoted: set[str] = set()
+    for grid, folder in folders:
         summary = folder / "summary.md"
         assert summary.exists(), f"{summary}: missing; run the report command for {grid}"
-        summaries[grid] = summary.read_text(encoding="utf-8")
-    quoted = "\n".join(line.strip() for body in summaries.values() for line in body.splitlines())
-    stray = [row for row in numeric_table_rows(text) if row not in quoted.splitlines()]
+        quoted |= {line.strip() for line in summary.read_text(encoding="utf-8").splitlines()}
+    stray = [row for row in numeric_table_rows(text) if row not in quoted]
     assert not stray, "RESULTS.md rows found in no report summary:\n" + "\n".join(stray)
 
 
@@ -61,4 +60,4 @@ def test_the_helpers_find_rows_and_commands() -> None:
     row = "| adaloss | 0.001 | 3 | 5.00 ± 1.00 |"
     assert numeric_table_rows(f"| method | lr |\n|---|---|\n{row}\n| a | b |") == [row]
     found = report_folders("`bench report --grid cathdet --profile quick --out docs/results/c`")
-    assert found == {"cathdet": ROOT / "docs/results/c"}
+    assert found == [("cathdet", ROOT / "docs/results/c")]
