@@ -252,6 +252,11 @@ class Adaloss(SigmaSchedule):
     window: w >= 2. rho: the step scale, > 0. sigma_min: the floor, > 0 and <= sigma0.
     max_step: None (paper-literal) or the largest |D_t|. restrict: forbid growth unless the
     loss rose too (the paper's non-increasing rule).
+
+    The defaults are the paper's rule. Its step is unbounded, and when the loss falls steeply in
+    the first epochs, V_{t-1} / V_t is large enough to take sigma to sigma_min in one step:
+    docs/RESULTS.md's ablation measures this, and that a bound such as one heatmap pixel per
+    step (`max_step=1.0`) avoids it, and says why the default stays paper-literal.
     """
 
     kind = "adaloss"
