@@ -50,7 +50,7 @@ def paired_comparison(
     (`bench.report.run_records`). Only finished runs with a finite `metric` count; seeds that
     only one side has are left out of the pairs. difference = method - reference, in the
     metric's units. verdict: "better" or "worse" when p < ALPHA, "no significant difference"
-    otherwise (and always with fewer than 2 pairs, where p is NaN). Columns: COLUMNS.
+    otherwise, and "too few pairs" with fewer than 2 (no test is possible). Columns: COLUMNS.
     Raises ValueError when `reference` is not one of the records' methods.
     """
     import pandas as pd
@@ -112,7 +112,7 @@ def _paired_row(
         # identical non-zero differences: zero variance, the t statistic is infinite
         t, p = math.copysign(math.inf, differences[0]), 0.0
     mean_difference = sum(differences) / n if n else math.nan
-    verdict = "no significant difference"
+    verdict = "no significant difference" if n >= 2 else "too few pairs"
     if p < ALPHA:
         improved = mean_difference > 0 if higher_is_better else mean_difference < 0
         verdict = "better" if improved else "worse"

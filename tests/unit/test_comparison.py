@@ -54,7 +54,7 @@ def test_direction_and_unpaired_seeds() -> None:
     assert row["pairs"] == 1
     assert row["difference_mean"] == pytest.approx(6.0)
     assert math.isnan(row["p"])
-    assert row["verdict"] == "no significant difference"
+    assert row["verdict"] == "too few pairs"
 
 
 def test_constant_differences_are_significant_in_their_direction() -> None:
