@@ -94,7 +94,8 @@ def follows_paper_rule(params: Mapping[str, str]) -> bool:
         return True
     for key, value in PAPER_RULE.items():
         text = params.get(f"schedule.{key}")
-        if text is not None and (text if key == "unit" else json.loads(text)) != value:
+        # CellConfig.to_params logs strings as they are and everything else as JSON
+        if text is not None and (text if isinstance(value, str) else json.loads(text)) != value:
             return False
     return True
 

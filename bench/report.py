@@ -189,10 +189,8 @@ def summarise(
     """
     import pandas as pd
 
-    rank = {method: index for index, method in enumerate(order)}
-    settings = sorted(
-        {(row.method, row.lr) for row in records.itertuples()},
-        key=lambda setting: (rank.get(setting[0], len(rank)), setting[0], -setting[1]),
+    settings = dict.fromkeys(
+        (row.method, row.lr) for row in in_method_order(records, order).itertuples()
     )
     rows = []
     for method, lr in settings:
@@ -213,7 +211,7 @@ def summarise(
                     _optional_int(first.sigma_ref),
                     metric,
                 )
-                if first.get("paper_rule", True)
+                if first.paper_rule
                 else None
             )
             row[f"{metric} paper"] = math.nan if value is None else value

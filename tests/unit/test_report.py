@@ -200,6 +200,7 @@ def test_summarise_leaves_diverged_seeds_out_of_the_mean() -> None:
             "schedule": ["linear"] * 3,
             "sigma": [math.nan] * 3,
             "sigma_ref": [256.0] * 3,
+            "paper_rule": [True] * 3,
             "run_id": ["a", "b", "c"],
             "test_distance": [1.0, 2.0, math.nan],
         }
