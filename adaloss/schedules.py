@@ -34,7 +34,8 @@ class StepRecord:
     """What one call to `step` saw and did; every tuple has one entry per landmark.
 
     step: the 1-based index t of the loss L_t passed to this call.
-    loss: L_t.
+    loss: L_t as the rule saw it (Adaloss with loss_scale="relative": divided by the target's
+        mean square; with variance_of="iteration_losses": the mean of the step's iterations).
     variance: V_t, the population variance of the last `window` losses (Adaloss only; NaN
         before t = window and for schedules that do not use it).
     delta: the step D_t after every guard and clip of the rule, before sigma is clipped to
@@ -63,6 +64,19 @@ def _positive_float(name: str, value: float) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return number
+
+
+def _as_float64(values: LossLike) -> Tensor:
+    """A tensor or a sequence of numbers as a float64 CPU tensor, without a float32 detour."""
+    if isinstance(values, Tensor):
+        return values.detach().to(device="cpu", dtype=torch.float64)
+    return torch.as_tensor(values, dtype=torch.float64)
+
+
+def _one_of(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _per_landmark(name: str, value: SigmaLike, num_landmarks: int) -> Tensor:
@@ -94,6 +108,8 @@ class SigmaSchedule(ABC):
     """
 
     kind: ClassVar[str]
+    # settings added after states were first saved, with the value those states imply
+    _added_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, num_landmarks: int, sigma: Tensor, *, keep_history: bool = True) -> None:
         self.num_landmarks = _positive_int("num_landmarks", num_landmarks, 1)
@@ -124,7 +140,10 @@ class SigmaSchedule(ABC):
         loss is NaN or infinite.
         """
         losses = self._validated_losses(landmark_losses)
-        variance, delta, sigma = self._advance(losses)
+        return self._commit(losses, *self._advance(losses))
+
+    def _commit(self, losses: Tensor, variance: Tensor, delta: Tensor, sigma: Tensor) -> Tensor:
+        """Count the step, take its sigma and record it; returns the new sigma."""
         self._steps += 1
         self._sigma = sigma
         if self._keep_history:
@@ -154,10 +173,7 @@ class SigmaSchedule(ABC):
         del state  # schedules without memory beyond sigma have nothing to restore
 
     def _validated_losses(self, landmark_losses: LossLike) -> Tensor:
-        if isinstance(landmark_losses, Tensor):
-            losses = landmark_losses.detach().to(device="cpu", dtype=torch.float64)
-        else:
-            losses = torch.as_tensor(landmark_losses, dtype=torch.float64)
+        losses = _as_float64(landmark_losses)
         name = type(self).__name__
         t = self._steps + 1
         if losses.shape != (self.num_landmarks,):
@@ -208,7 +224,7 @@ class SigmaSchedule(ABC):
                 f"{name}.load_state_dict: state is for a {state.get('kind')!r} schedule, "
                 f"not {self.kind!r}"
             )
-        saved = state["config"]
+        saved = {**self._added_settings, **state["config"]}
         for key, value in self.config().items():
             other = saved.get(key)
             same = (
@@ -237,6 +253,10 @@ class SigmaSchedule(ABC):
         self._history = records if self._keep_history else []
 
 
+VARIANCE_READINGS = ("epoch_means", "iteration_losses")
+LOSS_SCALES = ("raw", "relative")
+
+
 class Adaloss(SigmaSchedule):
     """The Adaloss rule of DESIGN.md, per landmark l, after the loss L_t of step t:
 
@@ -253,13 +273,28 @@ class Adaloss(SigmaSchedule):
     max_step: None (paper-literal) or the largest |D_t|. restrict: forbid growth unless the
     loss rose too (the paper's non-increasing rule).
 
-    The defaults are the paper's rule. Its step is unbounded, and when the loss falls steeply in
-    the first epochs, V_{t-1} / V_t is large enough to take sigma to sigma_min in one step:
-    docs/RESULTS.md's ablation measures this, and that a bound such as one heatmap pixel per
-    step (`max_step=1.0`) avoids it, and says why the default stays paper-literal.
+    The readings the paper leaves open (defaults: the literal reading, `Adaloss.paper`):
+    variance_of: "epoch_means" (V_t over the last w mean losses) or "iteration_losses" (V_t is
+        the population variance of every per-iteration loss of the last w steps: `step` then
+        takes the step's (n, K) per-iteration losses, and L_t is their mean).
+    loss_scale: "raw", or "relative": every loss is divided by `target_energy`, the mean square
+        of the landmark's current target (the loss of an all-zero prediction), which `step`
+        then requires, so that a change of sigma does not by itself move the loss.
+    reset_on_change: after a step that changed a landmark's sigma, its window starts afresh:
+        V and D wait w and w+1 new steps, as at the start.
+
+    The literal rule's step is unbounded, and when the loss falls steeply in the first epochs,
+    V_{t-1} / V_t is large enough to take sigma to sigma_min in one step: docs/RESULTS.md's
+    ablation measures this, and that a bound such as one heatmap pixel per step
+    (`max_step=1.0`) avoids it.
     """
 
     kind = "adaloss"
+    _added_settings: ClassVar[dict[str, Any]] = {
+        "variance_of": "epoch_means",
+        "loss_scale": "raw",
+        "reset_on_change": False,
+    }
 
     def __init__(
         self,
@@ -271,6 +306,9 @@ class Adaloss(SigmaSchedule):
         sigma_min: float = 1.0,
         max_step: float | None = None,
         restrict: bool = True,
+        variance_of: str = "epoch_means",
+        loss_scale: str = "raw",
+        reset_on_change: bool = False,
         keep_history: bool = True,
     ) -> None:
         k = _positive_int("num_landmarks", num_landmarks, 1)
@@ -279,11 +317,31 @@ class Adaloss(SigmaSchedule):
         self.sigma_min = _positive_float("sigma_min", sigma_min)
         self.max_step = None if max_step is None else _positive_float("max_step", max_step)
         self.restrict = bool(restrict)
+        self.variance_of = _one_of("variance_of", variance_of, VARIANCE_READINGS)
+        self.loss_scale = _one_of("loss_scale", loss_scale, LOSS_SCALES)
+        self.reset_on_change = bool(reset_on_change)
         self.sigma0 = _per_landmark("sigma0", sigma0, k)
         _check_not_below_floor(self.sigma0, self.sigma_min)
         super().__init__(k, self.sigma0.clone(), keep_history=keep_history)
+        # the last `window` steps' loss rows, stacked; recent_counts: rows per step
         self._recent = torch.empty(0, k, dtype=torch.float64)
+        self._recent_counts = torch.empty(0, dtype=torch.int64)
         self._previous_variance = torch.full((k,), math.nan, dtype=torch.float64)
+        self._previous_loss = torch.full((k,), math.nan, dtype=torch.float64)
+        self._age = torch.zeros(k, dtype=torch.int64)  # steps since the landmark's window began
+
+    @classmethod
+    def paper(cls, num_landmarks: int, sigma0: SigmaLike, **options: Any) -> Adaloss:
+        """The paper-literal rule (window 3, rho 0.9, restricted, unbounded steps, variance of
+        the epoch means, raw losses, no reset); `options` may set sigma_min or keep_history."""
+        allowed = {"sigma_min", "keep_history"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(
+                f"Adaloss.paper fixes the rule; it takes only {', '.join(sorted(allowed))}, "
+                f"not {', '.join(unknown)} (use Adaloss(...) for a variant)"
+            )
+        return cls(num_landmarks, sigma0, **options)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -294,55 +352,138 @@ class Adaloss(SigmaSchedule):
             "sigma_min": self.sigma_min,
             "max_step": self.max_step,
             "restrict": self.restrict,
+            "variance_of": self.variance_of,
+            "loss_scale": self.loss_scale,
+            "reset_on_change": self.reset_on_change,
         }
 
-    def _advance(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        recent = torch.cat([self._recent, losses[None]])[-self.window :]
-        t = self._steps + 1
-        if t >= self.window:
-            variance = _population_variance(recent)
-        else:
-            variance = torch.full_like(losses, math.nan)
-        delta = torch.zeros_like(losses)
-        if t >= self.window + 1:
-            previous = self._previous_variance
-            raw = self.rho * (1.0 - previous / variance)
-            usable = (
-                torch.isfinite(variance)
-                & torch.isfinite(previous)
-                & (variance > VARIANCE_EPS)
-                & (previous > VARIANCE_EPS)
-                & torch.isfinite(raw)
+    def step(self, landmark_losses: LossLike, target_energy: LossLike | None = None) -> Tensor:
+        """Feed step t's losses and return sigma_{t+1} (K,).
+
+        landmark_losses: (K,) mean losses, or with variance_of="iteration_losses" the step's
+            (n, K) per-iteration losses (a (K,) tensor counts as one iteration).
+        target_energy: (K,) mean square of each landmark's current target; required with
+            loss_scale="relative", ignored with "raw".
+        Raises ValueError, leaving the schedule unchanged, on a wrong shape, a non-finite loss,
+        or a missing or non-positive target_energy.
+        """
+        rows = self._loss_rows(landmark_losses)
+        if self.loss_scale == "relative":
+            rows = rows / self._validated_energy(target_energy)
+        losses = rows.mean(dim=0)
+        return self._commit(losses, *self._advance_rows(rows, losses))
+
+    def _loss_rows(self, landmark_losses: LossLike) -> Tensor:
+        losses = _as_float64(landmark_losses)
+        if self.variance_of == "iteration_losses" and losses.ndim == 2:
+            if losses.shape[0] < 1:
+                raise ValueError("Adaloss.step: the step's iteration losses are empty (0, K)")
+            for row in losses:
+                self._validated_losses(row)
+            return losses
+        return self._validated_losses(losses)[None]
+
+    def _validated_energy(self, target_energy: LossLike | None) -> Tensor:
+        if target_energy is None:
+            raise ValueError(
+                "Adaloss.step: loss_scale='relative' needs target_energy, the (K,) mean square "
+                "of each landmark's current target"
             )
-            delta = torch.where(usable, raw, delta)
-            if self.max_step is not None:
-                delta = delta.clamp(-self.max_step, self.max_step)
-            if self.restrict:
-                loss_rose = recent[-1] > recent[-2]
-                delta = torch.where((delta > 0) & ~loss_rose, torch.zeros_like(delta), delta)
+        energy = _as_float64(target_energy)
+        if energy.shape != (self.num_landmarks,) or not bool(
+            (torch.isfinite(energy) & (energy > 0)).all()
+        ):
+            raise ValueError(
+                f"Adaloss.step: target_energy must be ({self.num_landmarks},) finite and > 0, "
+                f"got {energy.tolist()}"
+            )
+        return energy
+
+    def _advance(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self._advance_rows(losses[None], losses)
+
+    def _advance_rows(self, rows: Tensor, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The rule for one step: rows (n, K) its losses as the window keeps them, losses (K,)
+        their mean L_t."""
+        counts = torch.cat([self._recent_counts, torch.tensor([rows.shape[0]])])[-self.window :]
+        recent = torch.cat([self._recent, rows])[-int(counts.sum()) :]
+        age = self._age + 1
+        variance = torch.where(
+            age >= self.window, _population_variance(recent), torch.tensor(math.nan)
+        )
+        previous = self._previous_variance
+        raw = self.rho * (1.0 - previous / variance)
+        usable = (
+            torch.isfinite(variance)
+            & torch.isfinite(previous)
+            & (variance > VARIANCE_EPS)
+            & (previous > VARIANCE_EPS)
+            & torch.isfinite(raw)
+        )
+        delta = torch.where(usable, raw, torch.zeros_like(losses))
+        if self.max_step is not None:
+            delta = delta.clamp(-self.max_step, self.max_step)
+        if self.restrict:
+            loss_rose = losses > self._previous_loss  # False at t = 1 (NaN)
+            delta = torch.where((delta > 0) & ~loss_rose, torch.zeros_like(delta), delta)
         sigma = torch.minimum((self._sigma + delta).clamp(min=self.sigma_min), self.sigma0)
-        self._recent = recent
-        self._previous_variance = variance
+        if self.reset_on_change:
+            changed = sigma != self._sigma
+            age = torch.where(changed, torch.zeros_like(age), age)
+            variance_kept = torch.where(changed, torch.tensor(math.nan), variance)
+        else:
+            variance_kept = variance
+        self._recent, self._recent_counts = recent, counts
+        self._previous_variance = variance_kept
+        self._previous_loss = losses.clone()
+        self._age = age
         return variance, delta, sigma
 
     def _extra_state(self) -> dict[str, Tensor]:
-        return {"recent_losses": self._recent, "previous_variance": self._previous_variance}
+        return {
+            "recent_losses": self._recent,
+            "recent_counts": self._recent_counts,
+            "previous_variance": self._previous_variance,
+            "previous_loss": self._previous_loss,
+            "age": self._age,
+        }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
+        k = self.num_landmarks
         recent = torch.as_tensor(state["recent_losses"], dtype=torch.float64)
-        if recent.ndim != 2 or recent.shape[1] != self.num_landmarks:
+        if recent.ndim != 2 or recent.shape[1] != k:
             raise ValueError(
-                f"Adaloss.load_state_dict: recent_losses must have shape (n, "
-                f"{self.num_landmarks}), got {tuple(recent.shape)}"
+                f"Adaloss.load_state_dict: recent_losses must have shape (n, {k}), got "
+                f"{tuple(recent.shape)}"
             )
-        previous = torch.as_tensor(state["previous_variance"], dtype=torch.float64)
-        if previous.shape != (self.num_landmarks,):
+        # states saved before the readings existed hold one row per step and no age
+        counts = torch.as_tensor(
+            state.get("recent_counts", torch.ones(recent.shape[0])), dtype=torch.int64
+        )
+        if counts.ndim != 1 or int(counts.sum()) != recent.shape[0]:
             raise ValueError(
-                f"Adaloss.load_state_dict: previous_variance must have shape "
-                f"({self.num_landmarks},), got {tuple(previous.shape)}"
+                f"Adaloss.load_state_dict: recent_counts {counts.tolist()} do not add up to the "
+                f"{recent.shape[0]} rows of recent_losses"
             )
-        self._recent = recent.clone()
-        self._previous_variance = previous.clone()
+        steps = int(state["steps"])
+        previous_loss = state.get(
+            "previous_loss", recent[-1] if steps and recent.shape[0] else torch.full((k,), math.nan)
+        )
+        vectors = {
+            "previous_variance": torch.as_tensor(state["previous_variance"], dtype=torch.float64),
+            "previous_loss": torch.as_tensor(previous_loss, dtype=torch.float64),
+            "age": torch.as_tensor(state.get("age", torch.full((k,), steps)), dtype=torch.int64),
+        }
+        for name, vector in vectors.items():
+            if vector.shape != (k,):
+                raise ValueError(
+                    f"Adaloss.load_state_dict: {name} must have shape ({k},), got "
+                    f"{tuple(vector.shape)}"
+                )
+        self._recent, self._recent_counts = recent.clone(), counts.clone()
+        self._previous_variance = vectors["previous_variance"].clone()
+        self._previous_loss = vectors["previous_loss"].clone()
+        self._age = vectors["age"].clone()
 
 
 class FixedSigma(SigmaSchedule):
