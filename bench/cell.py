@@ -11,35 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-SCHEDULE_KINDS = ("fixed", "adaloss", "linear")
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """How sigma evolves. Sigmas are in pixels of a `sigma_ref`-wide frame (the paper's 256) and
-    are scaled to heatmap pixels by the trainer; `sigma_ref=None` means heatmap pixels already.
-
-    kind: "fixed" uses `sigma`; "adaloss" and "linear" start at `sigma0` (None: a quarter of the
-        heatmap's side, DESIGN.md's default) and never go below `sigma_min` (heatmap pixels).
-    window, rho, max_step, restrict: the Adaloss rule's parameters (DESIGN.md). max_step is
-        scaled from sigma_ref like the sigmas; rho is not: it stays in heatmap pixels, so one
-        rho moves sigma further, relative to the frame, on a coarser heatmap.
-    unit: "epoch" steps the schedule once per epoch with the epoch's mean loss; "iteration" steps
-        it once per batch (the paper's iteration-window variant).
-    k: the linear decay's step per epoch, in the same units as `sigma`.
-    """
-
-    kind: str
-    sigma: float | None = None
-    sigma0: float | None = None
-    sigma_min: float = 1.0
-    window: int = 3
-    rho: float = 0.9
-    max_step: float | None = None
-    restrict: bool = True
-    unit: str = "epoch"
-    k: float | None = None
-    sigma_ref: int | None = 256
+from bench.schedule import ScheduleConfig
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,13 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
       method: adaloss
       space: {window: {low: 2, high: 8}, rho: {low: 0.05, high: 5, log: true}}
 
-Method keys by schedule (DESIGN.md, "The Adaloss rule"):
+Method keys by schedule (bench/schedule.py; the rule in DESIGN.md). Lengths (sigma, sigma0,
+sigma_min, rho, max_step, k) are pixels of the sigma_ref frame, scaled to heatmap pixels:
     fixed:   sigma (required, > 0)
-    adaloss: sigma0 (> 0; default a quarter of the heatmap side), sigma_min (> 0), window (>= 2),
-             rho (> 0), max_step (> 0 or null), restrict (bool), unit (epoch | iteration)
+    adaloss: sigma0 (> 0; default a quarter of the heatmap side), sigma_min (> 0, default 1),
+             window (>= 2), rho (> 0), max_step (> 0 or null), restrict (bool),
+             unit (epoch | iteration), variance_of (epoch_means | iteration_losses),
+             loss_scale (raw | relative), reset_on_change (bool)
     linear:  sigma0, k (required, > 0), sigma_min
     any:     sigma_ref (overrides the top-level one for this method)
 
@@ -43,7 +46,16 @@ from typing import Any
 
 import yaml
 
-from bench.cell import SCHEDULE_KINDS, CellConfig, ScheduleConfig
+from bench.cell import CellConfig
+from bench.schedule import (
+    BOOLEAN_KEYS,
+    CHOICE_KEYS,
+    INTEGER_KEYS,
+    KEYS_BY_KIND,
+    NULLABLE_KEYS,
+    SCHEDULE_KINDS,
+    ScheduleConfig,
+)
 
 PROFILES = ("smoke", "quick", "paper")
 TOP_LEVEL_KEYS = (
@@ -58,17 +70,11 @@ TOP_LEVEL_KEYS = (
     "tune",
 )
 PROFILE_KEYS = ("epochs", "batch_size")
-SCHEDULE_KEYS = {
-    "fixed": ("sigma",),
-    "adaloss": ("sigma0", "sigma_min", "window", "rho", "max_step", "restrict", "unit"),
-    "linear": ("sigma0", "k", "sigma_min"),
-}
 METHOD_KEYS = (
     "schedule",
     "sigma_ref",
-    *sorted({k for keys in SCHEDULE_KEYS.values() for k in keys}),
+    *sorted({k for keys in KEYS_BY_KIND.values() for k in keys}),
 )
-UNITS = ("epoch", "iteration")
 
 KeyPath = tuple[str, ...]
 
@@ -340,7 +346,7 @@ class _GridReader:
                 f"unknown schedule {kind!r}{_suggest(str(kind), SCHEDULE_KINDS)}"
                 f" (schedules: {', '.join(SCHEDULE_KINDS)})",
             )
-        allowed = SCHEDULE_KEYS[kind]
+        allowed = KEYS_BY_KIND[kind]
         values: dict[str, Any] = {"kind": kind, "sigma_ref": sigma_ref}
         for key, value in spec.items():
             where = (*at, key)
@@ -352,19 +358,23 @@ class _GridReader:
                 raise self.fail(
                     where, f"does not apply to schedule {kind!r} (it takes: {', '.join(allowed)})"
                 )
-            elif key == "window":
+            elif key in INTEGER_KEYS:
                 values[key] = self.positive(value, where, integer=True)
                 if values[key] < 2:
                     raise self.fail(where, f"must be at least 2 (a variance needs 2), got {value}")
-            elif key == "restrict":
+            elif key in BOOLEAN_KEYS:
                 if not isinstance(value, bool):
                     raise self.fail(where, f"must be true or false, got {value!r}")
                 values[key] = value
-            elif key == "unit":
-                if value not in UNITS:
-                    raise self.fail(where, f"must be one of {', '.join(UNITS)}, got {value!r}")
+            elif key in CHOICE_KEYS:
+                if value not in CHOICE_KEYS[key]:
+                    raise self.fail(
+                        where,
+                        f"must be one of {', '.join(CHOICE_KEYS[key])}, got {value!r}"
+                        f"{_suggest(str(value), CHOICE_KEYS[key])}",
+                    )
                 values[key] = value
-            elif key in ("max_step", "sigma0") and value is None:
+            elif key in NULLABLE_KEYS and value is None:
                 values[key] = None
             else:
                 values[key] = self.positive(value, where)

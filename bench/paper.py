@@ -17,6 +17,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bench.schedule import PAPER_RULE
+
 TABLE1 = "Teixeira et al. 2019, Table 1 (CathDet)"
 TABLE3 = "Teixeira et al. 2019, Table 3 (300-W)"
 ENDOVIS = "Teixeira et al. 2019, Sec. 4.3 (EndoVis'15, full test set)"
@@ -78,12 +80,6 @@ NOTES = {
     "them.",
     "endovis": "The paper reports the left clasper on the full test set only.",
 }
-
-
-# The paper's Adaloss rule (DESIGN.md), as ScheduleConfig's defaults spell it. A variant that
-# changes any of these (an ablation's step limit, iteration window, ...) is not what the paper
-# measured, so its rows get no paper values.
-PAPER_RULE = {"window": 3, "rho": 0.9, "max_step": None, "restrict": True, "unit": "epoch"}
 
 
 def follows_paper_rule(params: Mapping[str, str]) -> bool:

@@ -38,18 +38,18 @@ from torch import Tensor, nn
 
 from adaloss.losses import landmark_mse
 from adaloss.metrics import model_ntv
-from adaloss.schedules import Adaloss, FixedSigma, LinearDecay, SigmaSchedule
+from adaloss.schedules import Adaloss, SigmaSchedule
 from adaloss.targets import render_heatmaps
 from bench.augment import random_rotation
-from bench.cell import CellConfig, ScheduleConfig, cell_key
+from bench.cell import CellConfig, cell_key
 from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.registry import load_dataset
+from bench.schedule import build_schedule, sigma_scale
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
 
 OVERLAY_IMAGES = 8
-SCHEDULE_UNITS = ("epoch", "iteration")
 
 
 class EpochLogger(Protocol):
@@ -82,12 +82,17 @@ class LoopConfig:
     """The per-batch choices of a cell, fixed for its whole run.
 
     step_per_batch: the schedule steps after every batch (unit "iteration").
+    keep_iteration_losses: the epoch's per-batch losses go to the schedule (Adaloss's
+        variance_of "iteration_losses"); target_energy: so does each landmark's mean square
+        target (its loss_scale "relative").
     rotation_deg: on-device rotation augmentation (0: none). normalize: target normalisation.
     """
 
     batch_size: int
     device: torch.device
     step_per_batch: bool = False
+    keep_iteration_losses: bool = False
+    target_energy: bool = False
     rotation_deg: float = 0.0
     normalize: str | None = None
 
@@ -99,13 +104,17 @@ class LoopConfig:
 @dataclass(frozen=True)
 class EpochStats:
     """One training epoch. landmark_losses: (K,) float64 mean loss per landmark over the epoch's
-    images (NaN/inf when it diverged). sigma: (K,) heatmap-pixel widths of its last batch."""
+    images (NaN/inf when it diverged). sigma: (K,) heatmap-pixel widths of its last batch.
+    iteration_losses: (n, K) float64 per-batch losses and target_energy: (K,) float64 mean square
+    of the targets over the epoch's images, each only when the loop keeps it."""
 
     landmark_losses: Tensor
     sigma: Tensor
     finite: bool
     images: int
     seconds: float
+    iteration_losses: Tensor | None = None
+    target_energy: Tensor | None = None
 
 
 def train_cell(
@@ -135,7 +144,9 @@ def train_cell(
     loop = LoopConfig(
         batch_size=cell.batch_size,
         device=torch_device,
-        step_per_batch=check_unit(cell.schedule) == "iteration",
+        step_per_batch=cell.schedule.unit == "iteration",
+        keep_iteration_losses=cell.schedule.variance_of == "iteration_losses",
+        target_energy=cell.schedule.loss_scale == "relative",
         rotation_deg=settings.rotation_deg,
         normalize=settings.normalize,
     )
@@ -168,7 +179,12 @@ def train_cell(
                 outcome = "diverged"
                 break
             if not loop.step_per_batch:
-                schedule.step(stats.landmark_losses)
+                losses = stats.landmark_losses
+                step_schedule(
+                    schedule,
+                    losses if stats.iteration_losses is None else stats.iteration_losses,
+                    stats.target_energy,
+                )
             val_started = time.perf_counter()
             val_metrics = task.validate(predict(model, task, val.images, loop), val, dataset)
             seconds = stats.seconds + time.perf_counter() - val_started
@@ -211,27 +227,37 @@ def run_epoch(
     size = tuple(train.images.shape[-2:])
     order = torch.randperm(len(train), generator=generator).to(loop.device)
     sigma = schedule.sigma.to(loop.device, torch.float32)
-    loss_sum = torch.zeros(train.points.shape[1], dtype=torch.float64, device=loop.device)
+    k = train.points.shape[1]
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=loop.device)
+    energy_sum = torch.zeros(k, dtype=torch.float64, device=loop.device)
+    iteration_losses = []
     for start in range(0, len(train), loop.batch_size):
         index = order[start : start + loop.batch_size]
         images, points = train.images[index], train.points[index]
         if loop.rotation_deg:
             images, points = random_rotation(images, points, loop.rotation_deg, generator)
         targets = render_heatmaps(points, sigma, size, normalize=loop.normalize)
-        if loop.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(images)
         losses = landmark_mse(heatmaps.float(), targets)  # (K,)
+        if loop.target_energy:
+            energy = targets.square().mean(dim=(0, *range(2, targets.ndim)))  # (K,)
+            energy_sum += energy.double() * len(index)
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(losses.mean())
         optimizer.step()
         batch_losses = losses.detach()
         loss_sum += batch_losses.double() * len(index)
+        if loop.keep_iteration_losses:
+            iteration_losses.append(batch_losses.double())
         if loop.step_per_batch:
             if not bool(torch.isfinite(batch_losses).all()):
                 break  # the schedule refuses non-finite losses; the epoch has diverged
-            sigma = schedule.step(batch_losses).to(loop.device, torch.float32)
+            batch_energy = energy if loop.target_energy else None
+            sigma = step_schedule(schedule, batch_losses, batch_energy).to(
+                loop.device, torch.float32
+            )
     finite = torch.isfinite(loss_sum).all() & all_finite(model)
     landmark_losses = (loss_sum / len(train)).cpu()  # the epoch's one host sync
     return EpochStats(
@@ -240,7 +266,16 @@ def run_epoch(
         finite=bool(finite),
         images=len(train),
         seconds=time.perf_counter() - started,
+        iteration_losses=torch.stack(iteration_losses).cpu() if iteration_losses else None,
+        target_energy=(energy_sum / len(train)).cpu() if loop.target_energy else None,
     )
+
+
+def step_schedule(schedule: SigmaSchedule, losses: Tensor, target_energy: Tensor | None) -> Tensor:
+    """Step the schedule with (K,) or (n, K) losses; Adaloss also takes the targets' energy."""
+    if isinstance(schedule, Adaloss):
+        return schedule.step(losses, target_energy=target_energy)
+    return schedule.step(losses)
 
 
 def all_finite(model: nn.Module) -> Tensor:
@@ -258,8 +293,7 @@ def predict(model: nn.Module, task: Task, images: Tensor, loop: LoopConfig) -> T
     parts = []
     for start in range(0, len(images), loop.batch_size):
         batch = images[start : start + loop.batch_size].to(loop.device)
-        if loop.device.type == "cuda":
-            batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(batch)
         parts.append(task.decode(heatmaps.float()))
@@ -315,66 +349,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model
+    """The model on `device` in channels_last, the layout the batches are given in: faster on
+    CUDA (tensor cores) and on the CPU (1.6x for the quick U-Net, `bench perf trainer`)."""
+    return model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def on_device(split: Split, device: torch.device) -> Split:
     return Split(split.images.to(device), split.points.to(device), split.subsets)
-
-
-def check_unit(config: ScheduleConfig) -> str:
-    if config.unit not in SCHEDULE_UNITS:
-        raise ValueError(
-            f"schedule.unit: {config.unit!r} is not one of {', '.join(SCHEDULE_UNITS)}"
-        )
-    return config.unit
-
-
-def sigma_scale(config: ScheduleConfig, heatmap_size: tuple[int, int]) -> float:
-    """Heatmap pixels per pixel of the `sigma_ref`-wide frame (1 when sigma_ref is None)."""
-    if config.sigma_ref is None:
-        return 1.0
-    if config.sigma_ref <= 0:
-        raise ValueError(f"schedule.sigma_ref must be > 0, got {config.sigma_ref}")
-    return heatmap_size[1] / config.sigma_ref
-
-
-def build_schedule(
-    config: ScheduleConfig, num_landmarks: int, heatmap_size: tuple[int, int]
-) -> SigmaSchedule:
-    """The cell's sigma schedule in heatmap pixels.
-
-    sigma, sigma0, k and max_step are scaled from the sigma_ref frame; sigma_min is already in
-    heatmap pixels; a missing sigma0 is a quarter of the heatmap's shorter side.
-    """
-    scale = sigma_scale(config, heatmap_size)
-    keep_history = check_unit(config) == "epoch"  # per-iteration records would pile up
-    sigma0 = min(heatmap_size) / 4 if config.sigma0 is None else config.sigma0 * scale
-    if config.kind == "fixed":
-        if config.sigma is None:
-            raise ValueError("schedule.sigma is required for kind 'fixed'")
-        return FixedSigma(num_landmarks, config.sigma * scale, keep_history=keep_history)
-    if config.kind == "adaloss":
-        return Adaloss(
-            num_landmarks,
-            sigma0,
-            window=config.window,
-            rho=config.rho,
-            sigma_min=config.sigma_min,
-            max_step=None if config.max_step is None else config.max_step * scale,
-            restrict=config.restrict,
-            keep_history=keep_history,
-        )
-    if config.kind == "linear":
-        if config.k is None:
-            raise ValueError("schedule.k is required for kind 'linear'")
-        return LinearDecay(
-            num_landmarks, sigma0, config.k * scale, config.sigma_min, keep_history=keep_history
-        )
-    raise ValueError(f"schedule.kind: {config.kind!r} is not one of fixed, adaloss, linear")
 
 
 # --- bookkeeping -------------------------------------------------------------------------------

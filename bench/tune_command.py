@@ -84,8 +84,9 @@ def tune(
 
     from bench import queue, runner, tracking
     from bench import tune as tuning
-    from bench.grid import SCHEDULE_KEYS, GridError, expand_cells, load_grid
+    from bench.grid import GridError, expand_cells, load_grid
     from bench.progress import Progress
+    from bench.schedule import KEYS_BY_KIND
     from bench.tasks import get_task
     from bench.tune_space import read_tune_section
 
@@ -107,7 +108,7 @@ def tune(
                 "pass --method or set tune.method"
             )
         kind = grid.methods[label].kind
-        wrong = [n for n in spec.space if n != "lr" and n not in SCHEDULE_KEYS[kind]]
+        wrong = [n for n in spec.space if n != "lr" and n not in KEYS_BY_KIND[kind]]
         if wrong:
             raise GridError(
                 f"{grid.path}: tune.space: {', '.join(wrong)} do(es) not apply to method "

@@ -9,8 +9,9 @@
         lr: {choices: [1.0e-3, 1.0e-4]}      # or a low/high range
       pruner: {n_startup_trials: 4, n_warmup_steps: null}
 
-Tunable: the adaloss schedule's window, rho, max_step, sigma0, sigma_min, restrict (choices of
-true/false) and the learning rate lr. `n_warmup_steps`: epochs 1..n of a trial are never
+Tunable: every key of the adaloss schedule (bench/schedule.py: lengths in pixels of the grid's
+sigma_ref frame; restrict, reset_on_change, unit, variance_of and loss_scale as choices) and the
+learning rate lr. `n_warmup_steps`: epochs 1..n of a trial are never
 pruned (null: the trial's own window + 2, since Adaloss first moves sigma after epoch w + 1).
 Only the standard library is imported here: grid loading validates the section without Optuna.
 """
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.cell import CellConfig
+from bench.schedule import BOOLEAN_KEYS, CHOICE_KEYS, INTEGER_KEYS, KEYS_BY_KIND, NULLABLE_KEYS
 
 if TYPE_CHECKING:
     import optuna
@@ -31,9 +33,7 @@ if TYPE_CHECKING:
 TUNE_KEYS = ("method", "space", "pruner")
 RANGE_KEYS = ("low", "high", "log", "choices")
 PRUNER_KEYS = ("n_startup_trials", "n_warmup_steps")
-SCHEDULE_PARAMS = ("window", "rho", "max_step", "sigma0", "sigma_min", "restrict")
-TUNABLE = (*SCHEDULE_PARAMS, "lr")
-NULLABLE = ("max_step", "sigma0")  # null: no step bound (paper-literal); a quarter of the side
+TUNABLE = (*KEYS_BY_KIND["adaloss"], "lr")
 
 KeyPath = tuple[str, ...]
 Fail = Callable[[KeyPath, str], Exception]
@@ -56,7 +56,7 @@ class ParamRange:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         assert self.low is not None and self.high is not None
-        if self.name == "window":
+        if self.name in INTEGER_KEYS:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
@@ -123,36 +123,45 @@ def _param_range(name: str, spec: Any, at: KeyPath, fail: Fail) -> ParamRange:
         return ParamRange(
             name, choices=tuple(_choice(name, c, (*at, "choices"), fail) for c in choices)
         )
-    if name == "restrict":
-        raise fail(at, "restrict is true or false: give choices: [true, false]")
+    if name in BOOLEAN_KEYS or name in CHOICE_KEYS:
+        raise fail(at, f"{name} takes choices only, e.g. choices: [{', '.join(_options(name))}]")
     for key in ("low", "high"):
         if key not in spec:
             raise fail(at, f"missing key {key!r} (or give choices: [...])")
-    low = _number(spec["low"], (*at, "low"), fail, integer=name == "window")
-    high = _number(spec["high"], (*at, "high"), fail, integer=name == "window")
+    low = _number(spec["low"], (*at, "low"), fail, integer=name in INTEGER_KEYS)
+    high = _number(spec["high"], (*at, "high"), fail, integer=name in INTEGER_KEYS)
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise fail((*at, "log"), f"must be true or false, got {log!r}")
     if not low < high:
         raise fail(at, f"low ({low:g}) must be below high ({high:g})")
-    if name == "window" and low < 2:
+    if name in INTEGER_KEYS and low < 2:
         raise fail((*at, "low"), f"must be at least 2 (a variance needs 2 losses), got {low:g}")
     if low <= 0:
         raise fail((*at, "low"), f"must be positive, got {low:g}")
     return ParamRange(name, low, high, log)
 
 
+def _options(name: str) -> tuple[str, ...]:
+    return ("true", "false") if name in BOOLEAN_KEYS else CHOICE_KEYS[name]
+
+
 def _choice(name: str, value: Any, at: KeyPath, fail: Fail) -> Any:
-    if value is None and name in NULLABLE:
+    if value is None and name in NULLABLE_KEYS:
         return None
-    if name == "restrict":
+    if name in BOOLEAN_KEYS:
         if not isinstance(value, bool):
-            raise fail(at, f"restrict choices must be true or false, got {value!r}")
+            raise fail(at, f"{name} choices must be true or false, got {value!r}")
         return value
-    number = _number(value, at, fail, integer=name == "window")
-    if number <= 0 or (name == "window" and number < 2):
-        raise fail(at, f"{name} choice {value!r} must be {'>= 2' if name == 'window' else '> 0'}")
-    return int(number) if name == "window" else number
+    if name in CHOICE_KEYS:
+        if value not in CHOICE_KEYS[name]:
+            raise fail(at, f"{name} choice {value!r} is not one of {', '.join(_options(name))}")
+        return value
+    integer = name in INTEGER_KEYS
+    number = _number(value, at, fail, integer=integer)
+    if number <= 0 or (integer and number < 2):
+        raise fail(at, f"{name} choice {value!r} must be {'>= 2' if integer else '> 0'}")
+    return int(number) if integer else number
 
 
 def _number(value: Any, at: KeyPath, fail: Fail, *, integer: bool = False) -> float:
@@ -187,6 +196,7 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], at: KeyPath, 
 def trial_cell(base: CellConfig, params: Mapping[str, Any]) -> CellConfig:
     """`base` with the trial's schedule parameters and learning rate."""
     schedule = dataclasses.replace(
-        base.schedule, **{name: value for name, value in params.items() if name in SCHEDULE_PARAMS}
+        base.schedule,
+        **{name: value for name, value in params.items() if name in KEYS_BY_KIND["adaloss"]},
     )
     return dataclasses.replace(base, schedule=schedule, lr=float(params.get("lr", base.lr)))

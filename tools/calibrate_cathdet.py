@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 
 from adaloss.metrics import point_error
-from bench.cell import CellConfig, ScheduleConfig
+from bench.cell import CellConfig
 from bench.data.registry import load_dataset
 from bench.data.synthetic import cathdet
+from bench.schedule import ScheduleConfig
 from bench.tasks.base import to_reference
 from bench.trainer import train_cell
 

@@ -126,15 +126,9 @@ class _Epochs:
         import torch
 
         from adaloss.targets import render_heatmaps
-        from bench.cell import CellConfig, ScheduleConfig
-        from bench.trainer import (
-            LoopConfig,
-            build_schedule,
-            on_device,
-            prepare_model,
-            seed_everything,
-            sigma_scale,
-        )
+        from bench.cell import CellConfig
+        from bench.schedule import ScheduleConfig, build_schedule, sigma_scale
+        from bench.trainer import LoopConfig, on_device, prepare_model, seed_everything
 
         self.dataset = dataset
         self.device = device
@@ -202,9 +196,7 @@ class _Epochs:
         order = order.to(self.device)
         for start in range(0, len(self.train), loop.batch_size):
             index = order[start : start + loop.batch_size]
-            images = self.train.images[index]
-            if self.device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = self.train.images[index].contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
                 heatmaps = model(images)
             loss = F.mse_loss(heatmaps.float(), self.targets[index])

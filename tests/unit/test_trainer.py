@@ -6,19 +6,20 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 import bench.trainer as trainer
 from adaloss.schedules import FixedSigma
 from adaloss.targets import render_heatmaps
-from bench.cell import CellConfig, ScheduleConfig, cell_key
+from bench.cell import CellConfig, cell_key
 from bench.checkpoint import checkpoints, load_latest
 from bench.data.dataset import Split
 from bench.models import UNet
+from bench.schedule import ScheduleConfig, build_schedule
 from bench.trainer import (
     LoopConfig,
-    build_schedule,
     resolve_device,
     run_epoch,
     train_cell,
@@ -262,6 +263,9 @@ def test_sigmas_are_scaled_from_the_reference_frame_to_heatmap_pixels() -> None:
     adaloss = build_schedule(ScheduleConfig(kind="adaloss", max_step=8.0), 2, (64, 80))
     assert adaloss.sigma.tolist() == [16.0, 16.0]  # a quarter of the shorter side
     assert adaloss.max_step == pytest.approx(8.0 * 80 / 256)
+    # every length is in the sigma_ref frame: rho 0.9 and sigma_min 1 px of 256 at 80 px wide
+    assert adaloss.rho == pytest.approx(0.9 * 80 / 256)
+    assert adaloss.sigma_min == pytest.approx(80 / 256)
     explicit = build_schedule(ScheduleConfig(kind="adaloss", sigma0=128.0), 1, (64, 64))
     assert explicit.sigma.tolist() == [32.0]
     linear = build_schedule(
@@ -269,6 +273,22 @@ def test_sigmas_are_scaled_from_the_reference_frame_to_heatmap_pixels() -> None:
     )
     assert linear.sigma.tolist() == [8.0]
     assert linear.step([0.1]).tolist() == [4.0]
+
+
+def test_quick_and_paper_heatmaps_run_the_same_rule() -> None:
+    # The rule is equivariant to a common scale of its lengths, so with every length stated in
+    # the 256 frame the sigma trajectory, in that frame, is the same at 64 and 256 px heatmaps.
+    config = ScheduleConfig(kind="adaloss", sigma0=60.0, max_step=12.0, sigma_min=3.0)
+    quick = build_schedule(config, 2, (64, 64))
+    paper = build_schedule(config, 2, (256, 256))
+    rng = np.random.default_rng(0)
+    losses = np.cumsum(rng.uniform(-0.2, 0.1, size=(25, 2)), axis=0) + 5
+    moved = False
+    for row in losses:
+        in_frame = quick.step(row.tolist()) * 4
+        assert torch.allclose(in_frame, paper.step(row.tolist()), rtol=1e-12, atol=1e-9)
+        moved |= bool((in_frame < 60).any())
+    assert moved
 
 
 @pytest.mark.parametrize(
@@ -351,3 +371,32 @@ def test_faces_train_on_rotated_images_with_mean_normalised_targets(
     train_cell(smoke_cell(epochs=1), data_root=data_root)  # cathdet: neither
     assert seen["rotation"] == []
     assert set(seen["normalize"]) == {None}
+
+
+# --- the rule's readings reach the schedule --------------------------------------------------
+
+
+def test_iteration_losses_and_target_energy_reach_the_schedule(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[torch.Tensor, Any]] = []
+    real_step = trainer.Adaloss.step
+
+    def recording_step(self: Any, losses: Any, target_energy: Any = None) -> torch.Tensor:
+        calls.append((torch.as_tensor(losses).clone(), target_energy))
+        return real_step(self, losses, target_energy=target_energy)
+
+    monkeypatch.setattr(trainer.Adaloss, "step", recording_step)
+    schedule = ScheduleConfig(
+        kind="adaloss", sigma_ref=None, variance_of="iteration_losses", loss_scale="relative"
+    )
+    result = train_cell(smoke_cell(schedule=schedule, epochs=1), data_root=data_root)
+    ((losses, energy),) = calls
+    assert losses.shape == (3, 1)  # smoke: 24 training images in batches of 8
+    assert float(losses.mean()) == pytest.approx(result.history[0]["train_loss"])
+    # the epoch's target energy, computed at once over the training set (no augmentation here)
+    dataset = trainer.load_dataset("cathdet", profile="smoke", root=data_root)
+    train = dataset.split("train")
+    sigma0 = min(dataset.image_size) / 4
+    expected = render_heatmaps(train.points, sigma0, dataset.image_size).square().mean()
+    assert float(energy[0]) == pytest.approx(float(expected), rel=1e-5)

@@ -79,7 +79,10 @@ def test_a_full_section_is_read_with_yaml_number_text() -> None:
         ({"space": {"lr": {"choices": [1e-3], "low": 1}}}, "tune.space.lr: give either choices"),
         ({"space": {"restrict": {"choices": [1, 0]}}}, "tune.space.restrict.choices: restrict"),
         ({"space": {"rho": {"choices": [None, 1]}}}, "tune.space.rho.choices: must be a number"),
-        ({"space": {"restrict": {"low": 0, "high": 1}}}, "tune.space.restrict: restrict is true"),
+        (
+            {"space": {"restrict": {"low": 0, "high": 1}}},
+            "tune.space.restrict: restrict takes choices only",
+        ),
         ({"space": {}}, "tune.space: lists no parameter"),
         ({"space": [1]}, "tune.space: must be a mapping, got list"),
         ({"pruner": {"n_warmup_steps": -1}}, "tune.pruner.n_warmup_steps: must be a whole number"),
