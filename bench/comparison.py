@@ -63,12 +63,10 @@ def paired_comparison(
     for lr in sorted(usable.lr.unique(), reverse=True):
         at_lr = usable[usable.lr == lr]
         if reference is None:
-            fixed = at_lr[at_lr.schedule == "fixed"]
-            if fixed.empty:
+            best = best_fixed_method(at_lr, metric, higher_is_better)
+            if best is None:
                 continue
-            means = fixed.groupby("method")[metric].mean()
-            chosen = str(means.idxmax() if higher_is_better else means.idxmin())
-            others = at_lr[at_lr.schedule != "fixed"]
+            chosen, others = best, at_lr[at_lr.schedule != "fixed"]
         else:
             if reference not in set(at_lr.method):
                 continue
@@ -89,6 +87,16 @@ def paired_comparison(
                 )
             )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def best_fixed_method(runs: pd.DataFrame, metric: str, higher_is_better: bool) -> str | None:
+    """The fixed-sigma method with the best mean `metric` among `runs` (records of one lr, finished
+    with a finite metric), or None when none of them is a fixed sigma."""
+    fixed = runs[runs.schedule == "fixed"]
+    if fixed.empty:
+        return None
+    means = fixed.groupby("method")[metric].mean()
+    return str(means.idxmax() if higher_is_better else means.idxmin())
 
 
 def _paired_row(

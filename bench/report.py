@@ -39,11 +39,13 @@ class ReportError(ValueError):
 
 @dataclass
 class RunCurves:
-    """Per-epoch curves of one run: the validation metric, mean sigma, sigma per group."""
+    """Per-epoch curves of one run: the validation metric, mean sigma, sigma per group, and the
+    training loss."""
 
     validation: Curve
     sigma_mean: Curve
     sigma_groups: dict[str, Curve] = field(default_factory=dict)
+    train_loss: Curve = field(default_factory=lambda: ([], []))
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Report:
     curves: dict[str, RunCurves]
     parent_run_id: str | None
     comparison: pd.DataFrame
+    regime: pd.DataFrame
     client: Any = field(repr=False)
     reference: str | None = None  # the named comparison reference; None: the best fixed sigma
 
@@ -120,9 +123,97 @@ def build_report(
         curves=curves,
         parent_run_id=parents[0].info.run_id if parents else None,
         comparison=comparison,
+        regime=training_regime(
+            records, curves, task.headline_metric, task.headline_higher_is_better
+        ),
         client=client,
         reference=reference,
     )
+
+
+REGIME_COLUMNS = ("lr", "method", "seed", "epochs", "best", "best_epoch", "tail_gap", "last_gap")
+
+
+def training_regime(
+    records: pd.DataFrame, curves: dict[str, RunCurves], metric: str, higher_is_better: bool
+) -> pd.DataFrame:
+    """Were the best fixed-sigma cells properly trained? One row per seed of the best fixed sigma
+    at each lr (by the mean of `metric`), its validation curve judged by `bench.regime`: columns
+    REGIME_COLUMNS and status ("converged", "still improving", "overfit", "unstable")."""
+    import pandas as pd
+
+    from bench.comparison import best_fixed_method
+    from bench.regime import convergence
+
+    usable = records[(records.outcome == "finished") & records[metric].notna()]
+    rows = []
+    for lr in sorted(usable.lr.unique(), reverse=True):
+        at_lr = usable[usable.lr == lr]
+        best = best_fixed_method(at_lr, metric, higher_is_better)
+        if best is None:
+            continue
+        for run in at_lr[at_lr.method == best].itertuples():
+            run_curve = curves[run.run_id]
+            validation = run_curve.validation[1]
+            if not validation:
+                continue
+            train = run_curve.train_loss[1]
+            judged = convergence(validation, train if len(train) == len(validation) else None)
+            rows.append(
+                {
+                    "lr": float(lr),
+                    "method": best,
+                    "seed": int(run.seed),
+                    "epochs": len(validation),
+                    "best": judged.best,
+                    "best_epoch": judged.best_epoch,
+                    "tail_gap": judged.tail_gap,
+                    "last_gap": judged.last_gap,
+                    "status": judged.status,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*REGIME_COLUMNS, "status"])
+
+
+def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
+    """The training-regime section: a table and a plain warning when a cell did not converge."""
+    if regime.empty:
+        return []
+    lines = [
+        "## Training regime of the best fixed sigma",
+        "",
+        f"Validation curve ({validation_metric}) of each seed of the best fixed sigma at each lr "
+        "(bench/regime.py): converged when the last quarter's best is within 5 % of the best and "
+        "the last epoch within 15 %; still improving when the last quarter beat the earlier "
+        "epochs by more than 5 %; overfit when it is worse while the training loss kept falling.",
+        "",
+    ]
+    rows = [
+        [
+            row["method"],
+            f"{row['lr']:g}",
+            str(row["seed"]),
+            f"{row['best']:.4g} ({row['best_epoch']}/{row['epochs']})",
+            f"{100 * row['tail_gap']:.1f} %",
+            f"{100 * row['last_gap']:.1f} %",
+            row["status"],
+        ]
+        for row in regime.to_dict(orient="records")
+    ]
+    header = ["method", "lr", "seed", "best (epoch)", "tail gap", "last gap", "status"]
+    lines += [*_markdown_table(header, rows), ""]
+    unfinished = regime[regime.status != "converged"]
+    if unfinished.empty:
+        lines += ["Every best fixed-sigma cell converged.", ""]
+    else:
+        statuses = ", ".join(sorted(set(unfinished.status)))
+        lines += [
+            f"**Warning:** {len(unfinished)} of {len(regime)} best fixed-sigma cells did not "
+            f"converge ({statuses}): the comparison may measure this grid's budget (epochs, "
+            "training images) rather than the schedules.",
+            "",
+        ]
+    return lines
 
 
 def select_runs(runs: Sequence[Any]) -> list[Any]:
@@ -226,6 +317,7 @@ def run_curves(client: Any, run: Any, validation_metric: str) -> RunCurves:
     curves = RunCurves(
         validation=_history(client, run_id, validation_metric),
         sigma_mean=_history(client, run_id, "sigma_mean"),
+        train_loss=_history(client, run_id, "train_loss"),
     )
     if run.data.params.get("schedule.kind") not in ("fixed", None):
         curves.sigma_groups = _group_sigma(client, run)
@@ -283,6 +375,7 @@ def render(report: Report, fmt: str) -> str:
                 "profile": report.profile,
                 "rows": json.loads(report.table.to_json(orient="records")),
                 "comparison": json.loads(report.comparison.to_json(orient="records")),
+                "regime": json.loads(report.regime.to_json(orient="records")),
             },
             indent=2,
         )
@@ -315,6 +408,7 @@ def markdown(report: Report) -> str:
             for row in table.to_dict(orient="records")
         ]
         lines += [*_markdown_table(header, rows), ""]
+    lines += regime_markdown(report.regime, report.validation_metric)
     lines += comparison_markdown(report.comparison, report.reference)
     lines += ["## Outcomes", ""]
     outcome_rows = [

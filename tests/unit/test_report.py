@@ -347,3 +347,22 @@ def test_variants_of_the_paper_rule_get_no_paper_values(store: tuple[str, str]) 
     # the comparison lists methods as the grid does (sigma5 first), then the rest alphabetically
     compared = build_report(uri, "cathdet", reference="sigma25").comparison
     assert list(compared.method) == ["sigma5", "iteration", "literal", "max_step4", "unrestricted"]
+
+
+def test_training_regime_of_the_best_fixed_sigma(store: tuple[str, str]) -> None:
+    uri, _ = store
+    report = build_report(uri, "cathdet")
+    # lr 1e-3: sigma5 is best (mean 5 over seeds 0-2); its curves fall 30, 20, 10 (+ seed): the
+    # last quarter (epoch 3) beats the earlier best (20 + seed) by more than 5 %: still improving.
+    rows = report.regime.to_dict("records")
+    assert [(r["method"], r["lr"], r["seed"]) for r in rows] == [
+        ("sigma5", 1e-3, 0),
+        ("sigma5", 1e-3, 1),
+        ("sigma5", 1e-3, 2),
+    ]
+    assert [r["best"] for r in rows] == [10.0, 11.0, 12.0]
+    assert {r["status"] for r in rows} == {"still improving"}
+    text = markdown(report)
+    assert "## Training regime of the best fixed sigma" in text
+    assert "| sigma5 | 0.001 | 1 | 11 (3/3) | 0.0 % | 0.0 % | still improving |" in text
+    assert "**Warning:** 3 of 3 best fixed-sigma cells did not converge (still improving)" in text
