@@ -1,10 +1,19 @@
-"""The `bench` command line: the root group and its lazily imported subcommands."""
+"""The `bench` command line: the root group and its lazily imported subcommands.
+
+Every error reaches the user as one line on stderr with the exit code of `bench.cli_options`:
+click's own usage errors (an unknown option, a value out of range) included, which click would
+otherwise print with the usage text around them.
+"""
 
 from __future__ import annotations
+
+import sys
+from typing import Any
 
 import click
 
 from bench import __version__
+from bench.cli_options import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED
 from bench.lazy_group import LazyGroup
 
 # name -> "module:click object". Each module imports only click at module level.
@@ -18,7 +27,26 @@ COMMANDS = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS)
+class BenchGroup(LazyGroup):
+    """The root group: runs a command and turns every error into one line and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as error:
+            click.echo(f"Error: {error.format_message()}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.ClickException as error:
+            click.echo(f"Error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=BenchGroup, lazy_commands=COMMANDS, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="bench")
 def main() -> None:
     """Benchmark fixed-sigma heatmap targets against Adaloss on landmark tasks."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import data_root_option, tracking_uri_option
+from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option, tracking_uri_option
 
 if TYPE_CHECKING:
     from bench.cell import CellConfig
@@ -26,7 +26,7 @@ def _split_list(text: str | None) -> list[str] | None:
     return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
 
-@click.command("run")
+@click.command("run", epilog=EXIT_CODES_HELP)
 @click.option(
     "--grid",
     "grid_name",
@@ -80,25 +80,29 @@ def run(
 ) -> None:
     """Train every cell of a grid, tracked in MLflow; finished cells are skipped."""
     from bench import grid as grids
-    from bench import runner, tracking
+    from bench import inputs, runner, tracking
+    from bench.data.registry import data_root as default_data_root
 
-    try:
-        grid = grids.load_grid(grid_name)
-        lr_values = None if lrs is None else grids.parse_lrs(lrs)
-        device = runner.resolve_device(device)
-        profile = resolve_profile(profile, device)
-        cells = grids.expand_cells(
-            grid, profile, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
-        )
-    except ValueError as error:  # GridError and bad --device
-        raise click.ClickException(str(error)) from None
-
-    uri = tracking.tracking_uri(tracking_uri)
     if queue_url is not None and (force or fail_fast or jobs):
         raise click.UsageError(
             "--queue hands the cells to `bench worker`; --force, --fail-fast and --jobs only "
             "apply to training here"
         )
+    try:
+        grid = grids.load_grid(grid_name)
+        lr_values = None if lrs is None else grids.parse_lrs(lrs)
+        device = inputs.check_device(device)
+        profile = resolve_profile(profile, device)
+        cells = grids.expand_cells(
+            grid, profile, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
+        )
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        inputs.check_writable_folder(default_data_root(data_root), "--data-root")
+        if queue_url is not None:
+            inputs.check_storage_url(queue_url, "--queue")
+    except ValueError as error:  # GridError and the checks of bench.inputs
+        raise BadInput(str(error)) from None
+
     if dry_run:
         click.echo(_dry_run_table(cells, uri, queue_url))
         return
@@ -180,7 +184,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
         try:
             queued = queue.queue_states(queue.open_storage(queue_url), cells[0].grid)
         except ValueError as error:  # QueueError
-            raise click.ClickException(str(error)) from None
+            raise BadInput(str(error)) from None
         header = (*header, "queue")
     rows: list[tuple[str, ...]] = [header]
     for cell in cells:
@@ -200,7 +204,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
     )
 
 
-@click.command("report")
+@click.command("report", epilog=EXIT_CODES_HELP)
 @click.option("--grid", "grid_name", required=True, help="The grid (MLflow experiment) to report.")
 @click.option("--profile", help="Report the runs of this profile (default: the newest run's).")
 @click.option(
@@ -239,17 +243,18 @@ def report(
     tracking_uri: str | None,
 ) -> None:
     """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
+    from bench import inputs, tracking
     from bench import report as reports
-    from bench import tracking
 
     # the report downloads small artifacts; MLflow's per-download progress bars are noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking.tracking_uri(tracking_uri)
     name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
     try:
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        inputs.check_writable_folder(out or Path("reports"), "--out")
         result = reports.build_report(uri, name, profile=profile, reference=reference)
-    except reports.ReportError as error:
-        raise click.ClickException(str(error)) from None
+    except ValueError as error:  # ReportError and the checks of bench.inputs
+        raise BadInput(str(error)) from None
     written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)
     click.echo(reports.render(result, fmt))
     click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from bench.cli_options import data_root_option, tracking_uri_option
+from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option, tracking_uri_option
 from bench.commands import PROFILE_CHOICES, resolve_profile
 
 
-@click.command("tune")
+@click.command("tune", epilog=EXIT_CODES_HELP)
 @click.option(
     "--grid",
     "grid_name",
@@ -82,8 +82,9 @@ def tune(
     """Tune Adaloss (window, rho, ...) with Optuna; each trial is a nested MLflow run."""
     import optuna
 
-    from bench import queue, runner, tracking
+    from bench import inputs, queue, tracking
     from bench import tune as tuning
+    from bench.data.registry import data_root as default_data_root
     from bench.grid import GridError, expand_cells, load_grid
     from bench.progress import Progress
     from bench.schedule import KEYS_BY_KIND
@@ -114,13 +115,17 @@ def tune(
                 f"{grid.path}: tune.space: {', '.join(wrong)} do(es) not apply to method "
                 f"{label!r} (schedule {kind}); tune an adaloss method (--method)"
             )
-        device = runner.resolve_device(device)
+        device = inputs.check_device(device)
         profile = resolve_profile(profile, device)
         [base] = expand_cells(
             grid, profile, seeds=1, methods=[label], lrs=[lr or grid.lrs[0]], epochs=epochs
         )
-    except ValueError as error:  # GridError and a bad --device
-        raise click.ClickException(str(error)) from None
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
+        inputs.check_storage_url(storage_url, "--storage")
+        inputs.check_writable_folder(default_data_root(data_root), "--data-root")
+    except ValueError as error:  # GridError and the checks of bench.inputs
+        raise BadInput(str(error)) from None
 
     first_move = tuning.first_sigma_move(spec, base)
     if base.epochs <= first_move:
@@ -130,8 +135,6 @@ def tune(
             "--epochs to see the schedule's parameters matter",
             err=True,
         )
-    uri = tracking.tracking_uri(tracking_uri)
-    storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
     name = study_name or f"{grid.name}-{label}-{profile}"
     warning = queue.local_tracking_warning(storage_url, uri)
     if warning:
@@ -143,7 +146,7 @@ def tune(
             queue.open_storage(storage_url), name, base, spec, validation_metric, seed
         )
     except ValueError as error:  # QueueError and a study made for other settings
-        raise click.ClickException(str(error)) from None
+        raise BadInput(str(error)) from None
 
     client = tracking.open_store(uri)
     experiment = f"{grid.name}-tune"

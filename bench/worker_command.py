@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import data_root_option
+from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
 
 if TYPE_CHECKING:
     from bench.cell import CellConfig
 
 
-@click.command("worker")
+@click.command("worker", epilog=EXIT_CODES_HELP)
 @click.option(
     "--queue",
     "queue_url",
@@ -86,16 +86,21 @@ def worker(
     """Take queued cells one at a time until none is left, logging each to MLflow."""
     import optuna
 
-    from bench import queue, runner
+    from bench import inputs, queue, runner
     from bench import worker as workers
+    from bench.data.registry import data_root as default_data_root
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        device = runner.resolve_device(device)
+        device = inputs.check_device(device)
+        if tracking_uri is not None:
+            inputs.check_tracking_uri(tracking_uri)
+        inputs.check_writable_folder(default_data_root(data_root), "--data-root")
+        inputs.check_storage_url(queue_url, "--queue")
         liveness = queue.Liveness(heartbeat, grace, max_retry)
         storage = queue.open_storage(queue_url, liveness)
-    except ValueError as error:  # QueueError and a bad --device
-        raise click.ClickException(str(error)) from None
+    except ValueError as error:  # QueueError and the checks of bench.inputs
+        raise BadInput(str(error)) from None
     if threads is not None:
         import torch
 
@@ -167,7 +172,7 @@ def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: s
         storage = queue.open_storage(queue_url)
         summary = queue.enqueue_cells(storage, grid_name, to_queue, uri)
     except ValueError as error:  # QueueError
-        raise click.ClickException(str(error)) from None
+        raise BadInput(str(error)) from None
     shown = queue.redact(queue_url)
     click.echo(
         f"queued {summary.added} new cells of grid {grid_name} in study {summary.study} at "

@@ -11,17 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
+
 if TYPE_CHECKING:
     from bench.data.registry import Prepared
 
 PROFILE_CHOICES = ("smoke", "quick", "paper")
 
-root_option = click.option(
-    "--root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Dataset cache root (default: $ADALOSS_DATA_ROOT, else ./datasets).",
-)
 profile_option = click.option(
     "--profile",
     type=click.Choice(PROFILE_CHOICES),
@@ -38,14 +34,14 @@ source_option = click.option(
 )
 
 
-@click.group()
+@click.group(epilog=EXIT_CODES_HELP)
 def data() -> None:
     """Generate, cache, list and preview the benchmark datasets."""
 
 
 @data.command("list")
-@root_option
-def list_command(root: Path | None) -> None:
+@data_root_option
+def list_command(data_root: Path | None) -> None:
     """Tasks, profiles and the cached variants with their size and status."""
     from bench.data import registry
 
@@ -58,8 +54,8 @@ def list_command(root: Path | None) -> None:
             f"{spec.channels} channel(s), reference {height}x{width}: {spec.description}"
         )
     click.echo(f"profiles: {', '.join(registry.PROFILES)}")
-    base = registry.data_root(root)
-    variants = registry.cached_variants(root)
+    base = registry.data_root(data_root)
+    variants = registry.cached_variants(data_root)
     if not variants:
         click.echo(f"cached variants under {base}: none (run `bench data prepare TASK`)")
         return
@@ -83,13 +79,13 @@ def list_command(root: Path | None) -> None:
 @click.argument("task")
 @profile_option
 @source_option
-@root_option
-def prepare_command(task: str, profile: str, source: str, root: Path | None) -> None:
+@data_root_option
+def prepare_command(task: str, profile: str, source: str, data_root: Path | None) -> None:
     """Generate (or load real data for) TASK once and cache it under the root."""
     from bench.data import registry
 
     _check_task(task)
-    prepared = _prepare(task, profile, source, root)
+    prepared = _prepare(task, profile, source, data_root)
     data_set = prepared.dataset
     sizes = ", ".join(f"{len(split)} {name}" for name, split in data_set.splits.items())
     height, width = data_set.image_size
@@ -114,7 +110,7 @@ def prepare_command(task: str, profile: str, source: str, root: Path | None) -> 
     "--subset", default="full", show_default=True, help="A named subset of the split, or full."
 )
 @source_option
-@root_option
+@data_root_option
 @click.option(
     "--out",
     required=True,
@@ -128,7 +124,7 @@ def show_command(
     split: str,
     subset: str,
     source: str,
-    root: Path | None,
+    data_root: Path | None,
     out: Path,
     count: int,
 ) -> None:
@@ -141,7 +137,7 @@ def show_command(
             f"unknown split {split!r}; choose one of: {', '.join(registry.SPLITS)}",
             param_hint="'--split'",
         )
-    prepared = _prepare(task, profile, source, root)
+    prepared = _prepare(task, profile, source, data_root)
     chosen = prepared.dataset.split(split)
     known = ["full", *chosen.subsets]
     if subset not in known:
@@ -165,9 +161,10 @@ def _check_task(task: str) -> None:
         )
 
 
-def _prepare(task: str, profile: str, source: str, root: Path | None) -> Prepared:
+def _prepare(task: str, profile: str, source: str, data_root: Path | None) -> Prepared:
     """registry.prepare_dataset with its errors turned into one-line CLI errors."""
     from bench.data import registry
+    from bench.inputs import check_writable_folder
 
     if source != "synthetic" and not Path(source).exists():
         raise click.BadParameter(
@@ -175,9 +172,10 @@ def _prepare(task: str, profile: str, source: str, root: Path | None) -> Prepare
             param_hint="'--source'",
         )
     try:
-        return registry.prepare_dataset(task, profile, source, root)
+        check_writable_folder(registry.data_root(data_root), "--data-root")
+        return registry.prepare_dataset(task, profile, source, data_root)
     except (RuntimeError, ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+        raise BadInput(str(error)) from None
 
 
 def _megabytes(size: int) -> str:

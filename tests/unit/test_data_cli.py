@@ -21,7 +21,7 @@ def error_lines(output: str) -> list[str]:
 
 
 def test_list_on_an_empty_root_shows_tasks_and_profiles(tmp_path: Path) -> None:
-    code, out = bench("data", "list", "--root", str(tmp_path))
+    code, out = bench("data", "list", "--data-root", str(tmp_path))
     assert code == 0, out
     for task in ("cathdet", "face300w", "endovis"):
         assert task in out
@@ -31,7 +31,9 @@ def test_list_on_an_empty_root_shows_tasks_and_profiles(tmp_path: Path) -> None:
 
 
 def test_prepare_then_list_then_prepare_again(tmp_path: Path) -> None:
-    code, out = bench("data", "prepare", "cathdet", "--profile", "smoke", "--root", str(tmp_path))
+    code, out = bench(
+        "data", "prepare", "cathdet", "--profile", "smoke", "--data-root", str(tmp_path)
+    )
     assert code == 0, out
     target = tmp_path / "cathdet" / "synthetic-smoke"
     assert out.startswith("generated cathdet/synthetic-smoke in ")
@@ -39,12 +41,14 @@ def test_prepare_then_list_then_prepare_again(tmp_path: Path) -> None:
     assert "24 train, 8 val, 16 test; images 32x32x1; 1 landmarks" in out
     assert (target / "manifest.json").is_file()
 
-    code, out = bench("data", "list", "--root", str(tmp_path))
+    code, out = bench("data", "list", "--data-root", str(tmp_path))
     assert code == 0, out
     row = next(line for line in out.splitlines() if "synthetic-smoke" in line)
     assert row.split()[0] == "cathdet" and " ok " in row and "24/8/16" in row
 
-    code, out = bench("data", "prepare", "cathdet", "--profile", "smoke", "--root", str(tmp_path))
+    code, out = bench(
+        "data", "prepare", "cathdet", "--profile", "smoke", "--data-root", str(tmp_path)
+    )
     assert code == 0 and out.startswith("found cached cathdet/synthetic-smoke")
 
 
@@ -53,7 +57,7 @@ def test_show_writes_a_png_grid(tmp_path: Path) -> None:
 
     out_file = tmp_path / "previews" / "face.png"
     code, out = bench(
-        "data", "show", "face300w", "--profile", "smoke", "--root", str(tmp_path),
+        "data", "show", "face300w", "--profile", "smoke", "--data-root", str(tmp_path),
         "--subset", "challenging", "--out", str(out_file), "--n", "4",
     )  # fmt: skip
     assert code == 0, out
@@ -80,7 +84,7 @@ def test_bad_values_fail_with_one_line_naming_the_choices(
     extra = ["--profile", "smoke"] if "--profile" not in args else []
     if args[0] == "show":
         extra += ["--out", str(tmp_path / "x.png")]
-    code, out = bench("data", *args, *extra, "--root", str(tmp_path))
+    code, out = bench("data", *args, *extra, "--data-root", str(tmp_path))
     assert code != 0
     errors = error_lines(out)
     assert len(errors) == 1 and message in errors[0], out

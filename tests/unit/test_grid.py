@@ -285,12 +285,12 @@ def test_tune_section_is_checked_with_file_lines_and_kept(tmp_path: Path) -> Non
         load_grid(str(missing))
 
 
-def test_cli_rejects_a_bad_grid_with_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_cli_rejects_a_bad_grid_with_one_line_and_exit_2(tmp_path: Path) -> None:
     path = write(
         tmp_path, "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed, sigma: -5}\n"
     )
     result = CliRunner().invoke(run, ["--grid", str(path), "--dry-run", "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.strip() == f"Error: {path}:4: methods.s.sigma: must be positive, got -5"
 
 

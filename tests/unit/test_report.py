@@ -321,7 +321,7 @@ def test_cli_reference_pairs_every_method_with_the_named_one(
     assert "## Every method against `sigma25`" in result.stdout
     assert "| 0.001 | sigma5 | sigma25 | 2.00 | 7.25 | -5.25 | 1 | - | - |" in result.stdout
     wrong = CliRunner().invoke(report_command, [*args, "--reference", "sigma52"])
-    assert wrong.exit_code == 1
+    assert wrong.exit_code == 2
     assert "Error: --reference: no method 'sigma52' to compare against; the methods are" in (
         wrong.output
     )
