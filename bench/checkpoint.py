@@ -8,6 +8,7 @@ half-written checkpoint; older checkpoints of the same cell are removed after th
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^(?P<key>[0-9a-f]+)-epoch(?P<epoch>\d{4,})\.pt$")
 
 
@@ -53,26 +55,29 @@ def save_checkpoint(directory: Path, key: str, epoch: int, state: dict[str, Any]
 
 
 def load_latest(directory: Path, key: str) -> dict[str, Any] | None:
-    """The newest checkpoint of cell `key` in `directory`, or None when there is none.
+    """The newest readable checkpoint of cell `key` in `directory`, or None when there is none.
 
-    Raises ValueError naming the file when it cannot be read or belongs to another cell.
+    A checkpoint that cannot be read (truncated by a crash mid-copy, say) or that belongs to
+    another cell is set aside as `<name>.corrupt` with one warning line, and the next older one
+    is tried: the cell resumes from there or restarts, and nothing is lost.
     """
-    found = checkpoints(directory, key)
-    if not found:
-        return None
-    path = found[-1][1]
-    try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file gets the same actionable message
-        raise ValueError(
-            f"{path}: unreadable checkpoint ({type(error).__name__}: {error}); delete it to "
-            "restart the cell from scratch"
-        ) from error
-    if state.get("cell_key") != key:
-        raise ValueError(
-            f"{path}: checkpoint of cell {state.get('cell_key')!r}, expected {key!r}; delete it"
+    for _, path in reversed(checkpoints(directory, key)):
+        try:
+            state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            problem = None if state.get("cell_key") == key else "holds another cell's state"
+        except Exception as error:  # any unreadable file is handled the same way
+            problem = f"is unreadable ({type(error).__name__})"
+        if problem is None:
+            return state
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        log.warning(
+            "checkpoint %s %s; set aside as %s, the cell goes on without it",
+            path,
+            problem,
+            aside.name,
         )
-    return state
+    return None
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:

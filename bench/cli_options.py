@@ -36,3 +36,13 @@ tracking_uri_option = click.option(
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
 )
+
+PROFILE_CHOICES = ("auto", "smoke", "quick", "paper")
+
+profile_option = click.option(
+    "--profile",
+    type=click.Choice(PROFILE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
+)

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option, tracking_uri_option
+from bench.cli_options import (
+    EXIT_CODES_HELP,
+    BadInput,
+    data_root_option,
+    profile_option,
+    tracking_uri_option,
+)
 
 if TYPE_CHECKING:
     from bench.cell import CellConfig
-
-PROFILE_CHOICES = ("auto", "smoke", "quick", "paper")
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -33,13 +37,7 @@ def _split_list(text: str | None) -> list[str] | None:
     required=True,
     help="A shipped grid (cathdet, cathdet_ablation, face300w, endovis) or your grid YAML.",
 )
-@click.option(
-    "--profile",
-    type=click.Choice(PROFILE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
-)
+@profile_option
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")
 @click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")
@@ -92,9 +90,9 @@ def run(
         grid = grids.load_grid(grid_name)
         lr_values = None if lrs is None else grids.parse_lrs(lrs)
         device = inputs.check_device(device)
-        profile = resolve_profile(profile, device)
+        chosen = inputs.resolve_profile(profile, device)
         cells = grids.expand_cells(
-            grid, profile, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
+            grid, chosen, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
         )
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
@@ -102,6 +100,9 @@ def run(
             inputs.check_storage_url(queue_url, "--queue")
     except ValueError as error:  # GridError and the checks of bench.inputs
         raise BadInput(str(error)) from None
+    if profile == "auto":
+        click.echo(inputs.auto_profile_note(chosen), err=True)
+    profile = chosen
 
     if dry_run:
         click.echo(_dry_run_table(cells, uri, queue_url))
@@ -157,16 +158,6 @@ def run(
             err=True,
         )
         sys.exit(1)
-
-
-def resolve_profile(profile: str, device: str) -> str:
-    """`profile` itself, or for "auto": paper on a CUDA device, else quick (said on stderr)."""
-    if profile != "auto":
-        return profile
-    chosen = "paper" if device.startswith("cuda") else "quick"
-    reason = "a CUDA device is in use" if chosen == "paper" else "no CUDA device is in use"
-    click.echo(f"profile: {chosen} (--profile auto: {reason}; pass --profile to choose)", err=True)
-    return chosen
 
 
 def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> str:

@@ -121,6 +121,8 @@ def resolve_grid_path(name_or_path: str) -> Path:
             f"{', '.join(shipped)} (or pass the path of a YAML file)"
         )
     path = Path(name_or_path)
+    if path.is_dir():
+        raise GridError(f"{path}: is a folder, not a grid file; pass the YAML file inside it")
     if not path.is_file():
         raise GridError(f"{path}: no such grid file")
     return path
@@ -129,7 +131,18 @@ def resolve_grid_path(name_or_path: str) -> Path:
 def load_grid(name_or_path: str) -> Grid:
     """Read and validate a grid (a shipped name such as "cathdet", or a YAML path)."""
     path = resolve_grid_path(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise GridError(
+            f"{path}:{line}: not UTF-8 text (byte {error.object[error.start]:#x}); save the grid "
+            "as UTF-8"
+        ) from None
+    except OSError as error:
+        raise GridError(
+            f"{path}: cannot be read ({error.strerror}); check its permissions"
+        ) from None
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as error:

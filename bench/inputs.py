@@ -46,6 +46,19 @@ def check_device(option: str) -> str:
     return option
 
 
+def resolve_profile(option: str, device: str) -> str:
+    """The profile itself, or for "auto": paper on a CUDA device, else quick."""
+    if option != "auto":
+        return option
+    return "paper" if device.startswith("cuda") else "quick"
+
+
+def auto_profile_note(chosen: str) -> str:
+    """What `--profile auto` picked and why, for stderr."""
+    reason = "a CUDA device is in use" if chosen == "paper" else "no CUDA device is in use"
+    return f"profile: {chosen} (--profile auto: {reason}; pass --profile to choose)"
+
+
 def check_writable_folder(folder: Path, what: str) -> None:
     """`folder` is a writable directory, or could be created as one (its nearest existing
     ancestor is a writable directory). `what` names the option in the message."""

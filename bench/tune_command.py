@@ -11,8 +11,13 @@ from pathlib import Path
 
 import click
 
-from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option, tracking_uri_option
-from bench.commands import PROFILE_CHOICES, resolve_profile
+from bench.cli_options import (
+    EXIT_CODES_HELP,
+    BadInput,
+    data_root_option,
+    profile_option,
+    tracking_uri_option,
+)
 
 
 @click.command("tune", epilog=EXIT_CODES_HELP)
@@ -30,13 +35,7 @@ from bench.commands import PROFILE_CHOICES, resolve_profile
     help="Trials this process adds to the study (several processes may share one study; "
     "0 only creates it).",
 )
-@click.option(
-    "--profile",
-    type=click.Choice(PROFILE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
-)
+@profile_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per trial (default: profile's).")
 @click.option(
     "--lr",
@@ -116,9 +115,9 @@ def tune(
                 f"{label!r} (schedule {kind}); tune an adaloss method (--method)"
             )
         device = inputs.check_device(device)
-        profile = resolve_profile(profile, device)
+        chosen = inputs.resolve_profile(profile, device)
         [base] = expand_cells(
-            grid, profile, seeds=1, methods=[label], lrs=[lr or grid.lrs[0]], epochs=epochs
+            grid, chosen, seeds=1, methods=[label], lrs=[lr or grid.lrs[0]], epochs=epochs
         )
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
@@ -126,6 +125,9 @@ def tune(
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
     except ValueError as error:  # GridError and the checks of bench.inputs
         raise BadInput(str(error)) from None
+    if profile == "auto":
+        click.echo(inputs.auto_profile_note(chosen), err=True)
+    profile = chosen
 
     first_move = tuning.first_sigma_move(spec, base)
     if base.epochs <= first_move:

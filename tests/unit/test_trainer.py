@@ -314,12 +314,28 @@ def test_cuda_without_cuda_is_one_clear_error() -> None:
         resolve_device("meta")
 
 
-def test_a_corrupt_checkpoint_names_the_file(tmp_path: Path) -> None:
+def test_a_truncated_checkpoint_is_set_aside_and_the_cell_restarts(
+    tmp_path: Path, data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cell = smoke_cell()
+    first = train_cell(cell, checkpoint_dir=tmp_path, checkpoint_every=1, data_root=data_root)
+    ((epoch, path),) = checkpoints(tmp_path, cell_key(cell))
+    assert epoch == 2
+    path.write_bytes(path.read_bytes()[:100])  # a copy cut short
+    again = train_cell(cell, checkpoint_dir=tmp_path, checkpoint_every=1, data_root=data_root)
+    assert without_timing(again.history) == without_timing(first.history)
+    assert (tmp_path / f"{path.name}.corrupt").exists()
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert f"checkpoint {path} is unreadable" in warning.getMessage()
+    assert "\n" not in warning.getMessage()
+
+
+def test_another_cells_checkpoint_is_set_aside(tmp_path: Path) -> None:
     cell = smoke_cell()
     path = tmp_path / f"{cell_key(cell)}-epoch0002.pt"
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="unreadable checkpoint"):
-        load_latest(tmp_path, cell_key(cell))
+    torch.save({"cell_key": "0123456789abcdef"}, path)
+    assert load_latest(tmp_path, cell_key(cell)) is None
+    assert not path.exists() and (tmp_path / f"{path.name}.corrupt").exists()
 
 
 @pytest.mark.slow  # creating the MLflow SQLite store dominates

@@ -1,0 +1,303 @@
+"""Every malformed input stops before anything is written: exit 2, one line on stderr naming the
+option, file, line or field, and no MLflow store, Optuna storage or dataset cache created.
+
+Each case runs the real `bench` group in a fresh folder (the defaults ./mlruns and ./datasets
+land there) and compares the folder's files before and after.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+
+GOOD_METHODS = "methods:\n  s: {schedule: fixed, sigma: 5}\n"
+GRID_HEAD = "task: cathdet\nlrs: [1.0e-3]\n"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Case:
+    """args: the command line, after `make(folder)` wrote what it needs (it returns extra args).
+    names: what the one error line must contain (the option, file:line or field)."""
+
+    name: str
+    args: tuple[str, ...]
+    names: str
+    make: Callable[[Path], tuple[str, ...]] | None = None
+
+
+def grid(text: str, filename: str = "g.yaml") -> Callable[[Path], tuple[str, ...]]:
+    def make(folder: Path) -> tuple[str, ...]:
+        (folder / filename).write_text(text)
+        return ("--grid", filename)
+
+    return make
+
+
+def raw_grid(data: bytes) -> Callable[[Path], tuple[str, ...]]:
+    def make(folder: Path) -> tuple[str, ...]:
+        (folder / "g.yaml").write_bytes(data)
+        return ("--grid", "g.yaml")
+
+    return make
+
+
+def a_file(name: str) -> Callable[[Path], tuple[str, ...]]:
+    def make(folder: Path) -> tuple[str, ...]:
+        (folder / name).write_text("not a folder\n")
+        return ()
+
+    return make
+
+
+def a_folder(name: str) -> Callable[[Path], tuple[str, ...]]:
+    def make(folder: Path) -> tuple[str, ...]:
+        (folder / name).mkdir()
+        return ("--grid", name)
+
+    return make
+
+
+def closed_server(option: str) -> Callable[[Path], tuple[str, ...]]:
+    def make(folder: Path) -> tuple[str, ...]:
+        del folder
+        return (option, f"http://127.0.0.1:{closed_port()}")
+
+    return make
+
+
+RUN = ("run", "--grid", "cathdet", "--device", "cpu")
+CASES = [
+    # grid files
+    Case(
+        "negative sigma",
+        ("run",),
+        "g.yaml:4: methods.s.sigma",
+        grid(GRID_HEAD + "methods:\n  s: {schedule: fixed, sigma: -5}\n"),
+    ),
+    Case("lr 0", ("run",), "g.yaml:2: lrs", grid("task: cathdet\nlrs: [0]\n" + GOOD_METHODS)),
+    Case(
+        "yaml syntax",
+        ("run",),
+        "g.yaml:5: not valid YAML",
+        grid(GRID_HEAD + "methods: {s: [\n  x: 1\n"),
+    ),
+    Case(
+        "unknown task",
+        ("run",),
+        "g.yaml:1: task",
+        grid("task: cathdett\nlrs: [1e-3]\n" + GOOD_METHODS),
+    ),
+    Case("no methods", ("run",), "missing required key 'methods'", grid(GRID_HEAD)),
+    Case(
+        "window 1",
+        ("run",),
+        "g.yaml:4: methods.a.window",
+        grid(GRID_HEAD + "methods:\n  a: {schedule: adaloss, window: 1}\n"),
+    ),
+    Case(
+        "rho NaN",
+        ("run",),
+        "g.yaml:4: methods.a.rho",
+        grid(GRID_HEAD + "methods:\n  a: {schedule: adaloss, rho: .nan}\n"),
+    ),
+    Case(
+        "missing data source",
+        ("run",),
+        "g.yaml:3: data_source",
+        grid(GRID_HEAD + "data_source: /no/such/folder\n" + GOOD_METHODS),
+    ),
+    Case(
+        "methods is a list",
+        ("run",),
+        "g.yaml:3: methods: must be a mapping",
+        grid(GRID_HEAD + "methods:\n  - {schedule: fixed, sigma: 5}\n"),
+    ),
+    Case(
+        "lr not a number",
+        ("run",),
+        "g.yaml:2: lrs",
+        grid("task: cathdet\nlrs: [fast]\n" + GOOD_METHODS),
+    ),
+    Case(
+        "unknown reading",
+        ("run",),
+        "g.yaml:4: methods.a.loss_scale",
+        grid(GRID_HEAD + "methods:\n  a: {schedule: adaloss, loss_scale: log}\n"),
+    ),
+    Case(
+        "not UTF-8",
+        ("run",),
+        "g.yaml:2: not UTF-8",
+        raw_grid(b"task: cathdet\n# caf\xe9\nlrs: [1e-3]\n" + GOOD_METHODS.encode()),
+    ),
+    Case("grid is a folder", ("run",), "grids.yaml: is a folder", a_folder("grids.yaml")),
+    Case("missing grid file", ("run", "--grid", "nowhere.yaml"), "nowhere.yaml: no such grid file"),
+    # options of bench run
+    Case("unknown profile", (*RUN, "--profile", "quik"), "'--profile'"),
+    Case("jobs 0", (*RUN, "--jobs", "0"), "'--jobs'"),
+    Case("cuda without cuda", ("run", "--grid", "cathdet", "--device", "cuda"), "--device cuda"),
+    Case("cuda index", ("run", "--grid", "cathdet", "--device", "cuda:7"), "--device cuda:7"),
+    Case("device tpu", ("run", "--grid", "cathdet", "--device", "tpu"), "--device tpu"),
+    Case("unknown method", (*RUN, "--methods", "sigma41"), "--methods: no method 'sigma41'"),
+    Case("bad lrs", (*RUN, "--lrs", "1e-3,fast"), "--lrs"),
+    Case("tracking scheme", (*RUN, "--tracking-uri", "foo://bar"), "--tracking-uri foo://bar"),
+    Case("file store", (*RUN, "--tracking-uri", "mlruns"), "--tracking-uri mlruns"),
+    Case(
+        "tracking server down",
+        RUN,
+        "--tracking-uri http://127.0.0.1:",
+        closed_server("--tracking-uri"),
+    ),
+    Case(
+        "sqlite under a file",
+        (*RUN, "--tracking-uri", "sqlite:///blocker/mlflow.db"),
+        "--tracking-uri sqlite:///blocker/mlflow.db",
+        a_file("blocker"),
+    ),
+    Case("data root is a file", (*RUN, "--data-root", "blocker"), "--data-root", a_file("blocker")),
+    Case(
+        "queue scheme",
+        ("run", "--grid", "cathdet", "--device", "cpu", "--queue", "foo://x"),
+        "--queue foo://x",
+    ),
+    Case(
+        "queue with jobs",
+        ("run", "--grid", "cathdet", "--queue", "journal:q.log", "--jobs", "2"),
+        "--queue",
+    ),
+    # bench report
+    Case("report on no store", ("report", "--grid", "cathdet"), "no MLflow store at"),
+    Case(
+        "report tracking scheme",
+        ("report", "--grid", "cathdet", "--tracking-uri", "foo://bar"),
+        "--tracking-uri foo://bar",
+    ),
+    Case("report format", ("report", "--grid", "cathdet", "--format", "pdf"), "'--format'"),
+    # bench tune
+    Case(
+        "tune storage scheme",
+        ("tune", "--grid", "cathdet", "--device", "cpu", "--trials", "1", "--storage", "foo://x"),
+        "--storage foo://x",
+    ),
+    Case(
+        "tune journal without file",
+        ("tune", "--grid", "cathdet", "--device", "cpu", "--trials", "1", "--storage", "journal:"),
+        "--storage journal:",
+    ),
+    Case(
+        "tune device",
+        ("tune", "--grid", "cathdet", "--device", "tpu", "--trials", "1"),
+        "--device tpu",
+    ),
+    Case(
+        "tune space",
+        ("tune", "--device", "cpu", "--trials", "1"),
+        "g.yaml:6: tune.space.rho",
+        grid(GRID_HEAD + "methods: {a: {schedule: adaloss}}\ntune:\n  space:\n    rho: {low: 0}\n"),
+    ),
+    # bench worker
+    Case("worker queue scheme", ("worker", "--queue", "foo://x"), "--queue foo://x"),
+    Case(
+        "worker queue under a file",
+        ("worker", "--queue", "sqlite:///blocker/q.db"),
+        "--queue sqlite:///blocker/q.db",
+        a_file("blocker"),
+    ),
+    Case(
+        "worker device", ("worker", "--queue", "journal:q.log", "--device", "tpu"), "--device tpu"
+    ),
+    # bench data
+    Case("data unknown task", ("data", "prepare", "cathdett"), "unknown task 'cathdett'"),
+    Case(
+        "data root is a file",
+        ("data", "prepare", "cathdet", "--profile", "smoke", "--data-root", "blocker"),
+        "--data-root",
+        a_file("blocker"),
+    ),
+    Case(
+        "data missing source", ("data", "prepare", "cathdet", "--source", "/no/such"), "'--source'"
+    ),
+    Case(
+        "data unknown split",
+        ("data", "show", "cathdet", "--split", "tset", "--out", "x.png"),
+        "'--split'",
+    ),
+]
+
+
+def tree(folder: Path) -> set[str]:
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for variable in ("MLFLOW_TRACKING_URI", "ADALOSS_DATA_ROOT", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(variable, raising=False)
+    extra = case.make(tmp_path) if case.make else ()
+    before = tree(tmp_path)
+    result = CliRunner().invoke(main, [*case.args, *extra])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and case.names in lines[0], lines[0]
+    assert tree(tmp_path) == before  # no store, study, cache or report folder
+
+
+def test_there_are_at_least_25_cases_across_the_commands() -> None:
+    assert len(CASES) >= 25
+    assert {case.args[0] for case in CASES} == {"run", "report", "tune", "worker", "data"}
+
+
+# Damaged files the harness wrote itself are recovered with one warning line, never a traceback.
+def truncate_an_array(variant: Path) -> None:
+    array = sorted(variant.glob("*.npy"))[0]
+    array.write_bytes(array.read_bytes()[:100])
+
+
+def garble_the_manifest(variant: Path) -> None:
+    (variant / "manifest.json").write_text("{ not json")
+
+
+@pytest.mark.parametrize("damage", [truncate_an_array, garble_the_manifest])
+def test_a_damaged_dataset_cache_is_regenerated_with_one_line(
+    damage: Callable[[Path], None], tmp_path: Path
+) -> None:
+    # a real process: under pytest the logging plugin, not stderr, would receive the warning
+    bench = [sys.executable, "-c", "from bench.cli import main; main()"]
+    args = [
+        *bench,
+        "data",
+        "prepare",
+        "cathdet",
+        "--profile",
+        "smoke",
+        "--data-root",
+        str(tmp_path),
+    ]
+    assert subprocess.run(args, capture_output=True, check=False).returncode == 0
+    damage(tmp_path / "cathdet" / "synthetic-smoke")
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("generated cathdet/synthetic-smoke")
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"dataset cache {tmp_path / 'cathdet' / 'synthetic-smoke'}")
+    assert line.endswith("regenerating")
