@@ -78,17 +78,6 @@ class TaskMetrics:
         return cls(spec.validation_metric, spec.summary_metrics[0])
 
 
-def resolve_device(option: str) -> str:
-    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; anything else is checked and kept."""
-    import torch
-
-    if option == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if option.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {option}: no CUDA device is visible (use --device cpu)")
-    return option
-
-
 def default_jobs(device: str) -> int:
     """One process per GPU when `device` is plain "cuda" and several GPUs are visible, else 1."""
     import torch

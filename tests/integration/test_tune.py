@@ -151,7 +151,7 @@ def test_a_study_made_for_other_settings_is_not_reused(tmp_path: Path, tracking_
     code, _, err = tune([*base, "--profile", "smoke"])
     assert code == 0 and "study mine is ready" in err
     code, _, err = tune([*base, "--profile", "quick"])
-    assert code == 1
+    assert code == 2  # bad input: the study name is taken
     assert "study 'mine' was created for other settings: profile 'smoke' (now 'quick')" in err
 
 
@@ -159,6 +159,6 @@ def test_a_bad_tune_section_is_one_line_naming_the_key(tmp_path: Path) -> None:
     grid = tmp_path / "bad.yaml"
     grid.write_text(TUNE_GRID.replace("high: 3}", "hgh: 3}"), encoding="utf-8")
     code, _, err = tune(["--grid", str(grid), "--trials", "1", "--profile", "smoke"])
-    assert code == 1
+    assert code == 2
     assert err.strip().splitlines()[-1].startswith(f"Error: {grid}")
     assert "tune.space.window.hgh: unknown key" in err
