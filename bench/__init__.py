@@ -1,3 +1,6 @@
 """The Adaloss benchmark harness: grids of training cells tracked in MLflow."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One source: the package metadata, from pyproject.toml's [project] version.
+__version__ = version("adaloss")
