@@ -85,16 +85,8 @@ _DEFAULTS = ScheduleConfig(kind="adaloss")
 # measured, so its report rows get no paper values.
 PAPER_RULE: dict[str, Any] = {
     key: getattr(_DEFAULTS, key)
-    for key in (
-        "window",
-        "rho",
-        "max_step",
-        "restrict",
-        "unit",
-        "variance_of",
-        "loss_scale",
-        "reset_on_change",
-    )
+    for key in KEYS_BY_KIND["adaloss"]
+    if key not in ("sigma0", "sigma_min")  # the start and the floor: the grid's, not the rule's
 }
 
 
