@@ -49,9 +49,9 @@ def test_shipped_grids_expand_to_the_papers_cells() -> None:
     ablation = {c.method: c.schedule for c in expand_cells(load_grid("cathdet_ablation"), "quick")}
     assert len(expand_cells(load_grid("cathdet_ablation"), "quick")) == 6 * 3  # 3 seeds
     assert ablation["literal"].max_step is None and ablation["max_step4"].max_step == 4
-    assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 38)
+    assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 125)
     assert ablation["unrestricted"].restrict is False and ablation["literal"].restrict is True
-    assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 2)
+    assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 3)
 
 
 def test_user_grid_values_and_profile_overrides(tmp_path: Path) -> None:

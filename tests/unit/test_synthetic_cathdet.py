@@ -109,7 +109,7 @@ def test_distractor_wires_cross_the_frame_from_border_to_border() -> None:
 def test_quick_profile_renders_at_64_with_the_reference_geometry() -> None:
     quick = cathdet.PROFILES["quick"]
     assert quick.image_size == (64, 64)
-    assert (quick.n_train, quick.n_val, quick.n_test) == (600, 100, 300)
+    assert (quick.n_train, quick.n_val, quick.n_test) == (2000, 100, 300)  # docs/data.md
     paper = cathdet.PROFILES["paper"]
     assert (paper.image_size, paper.n_train, paper.n_test) == ((256, 256), 3000, 300)
     # the same scene at 64 and at 256: tips map by DESIGN.md's u = (x + 0.5) * 64 / 256 - 0.5

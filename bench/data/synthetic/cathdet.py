@@ -110,8 +110,10 @@ PROFILES = {
     "smoke": CathDetParams(image_size=(32, 32), n_train=24, n_val=8, n_test=16),
     # The catheter and wires keep their 1-2 px width at the network's input: binned to 64 px a
     # realistic wire is sub-pixel and no cell learns (docs/data.md, "Calibrating quick CathDet").
+    # 2000 training frames: with 600 the reference sigma overfits at ~50 px; 2000 meet the regime
+    # criteria (docs/data.md, "Regime criteria": tools/regime.py cathdet).
     "quick": CathDetParams(
-        image_size=(64, 64), n_train=600, n_val=100, n_test=300, catheter_width=(4.0, 8.0)
+        image_size=(64, 64), n_train=2000, n_val=100, n_test=300, catheter_width=(4.0, 8.0)
     ),
     "paper": CathDetParams(image_size=(256, 256), n_train=3000, n_val=300, n_test=300),
 }
