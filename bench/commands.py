@@ -167,6 +167,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
     from bench.cell import cell_key
 
     runs_by_key = tracking.existing_cell_runs(uri, cells[0].grid) if cells else {}
+    checkpoint_root = tracking.store_folder(uri) / "checkpoints"
     header: tuple[str, ...] = ("cell_key", "task", "method", "lr", "seed", "status")
     queued: dict[str, str] | None = None
     if queue_url is not None and cells:
@@ -186,13 +187,22 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
             cell.method,
             f"{cell.lr:g}",
             str(cell.seed),
-            tracking.cell_status(runs_by_key.get(key, [])),
+            tracking.cell_state_text(
+                runs_by_key.get(key, []), _checkpoint_epoch(checkpoint_root, key)
+            ),
         )
         rows.append(row if queued is None else (*row, queued.get(key, "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
+
+
+def _checkpoint_epoch(root: Path, key: str) -> int | None:
+    from bench.checkpoint import checkpoints
+
+    found = checkpoints(root / key, key)
+    return found[-1][0] if found else None
 
 
 @click.command("report", epilog=EXIT_CODES_HELP)

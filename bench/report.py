@@ -217,13 +217,19 @@ def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
 
 
 def select_runs(runs: Sequence[Any]) -> list[Any]:
-    """Per (method, lr, seed) tag triple: the newest FINISHED run, else the newest run.
+    """Per (method, lr, seed) tag triple: the newest FINISHED run, else the newest run; runs an
+    interrupted invocation left behind and a later one took over (`orphans.SUPERSEDED_TAG`)
+    never count.
 
     runs: MLflow runs, newest first.
     """
+    from bench.orphans import SUPERSEDED_TAG
+
     chosen: dict[tuple[str, str, str], Any] = {}
     for run in runs:
         tags = run.data.tags
+        if SUPERSEDED_TAG in tags:
+            continue
         setting = (tags["method"], tags["lr"], tags["seed"])
         current = chosen.get(setting)
         if current is None or (current.info.status != "FINISHED" and run.info.status == "FINISHED"):

@@ -157,8 +157,11 @@ def run_grid(
     Returns the reports of skipped cells, then those of the cells this call ran. No parent run is
     opened when nothing is left to run. Ctrl-C closes the parent run KILLED and re-raises.
     """
-    from bench.tracking import cell_runs, environment_tags
+    from bench.orphans import close_orphans, mark_superseded, running_runs
+    from bench.tracking import ROLE_TAG, cell_runs, environment_tags
 
+    # runs of earlier invocations whose process died (SIGKILL, a crash) are closed first
+    orphans = close_orphans(client, running_runs(client, experiment_id))
     to_run, skipped = plan(cells, cell_runs(client, experiment_id), options.force)
     if not to_run:
         return skipped
@@ -171,6 +174,11 @@ def run_grid(
         command=command,
         cells_total=len(to_run),
     )
+    parents = [run for run in orphans if run.data.tags.get(ROLE_TAG) == "parent"]
+    mark_superseded(client, parents, tracker.parent_run_id)
+    for run in orphans:
+        if "cell_key" in run.data.tags:
+            tracker.interrupted.setdefault(run.data.tags["cell_key"], []).append(run)
     display = progress(len(to_run))
     try:
         reports = run_cells(to_run, tracker, options, display)

@@ -19,11 +19,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.cell import CellConfig, cell_key
+from bench.orphans import HEARTBEAT_TAG, is_orphan, mark_superseded, owner_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -170,6 +171,23 @@ def cell_status(runs: Sequence[Any]) -> str:
     return CELL_PENDING
 
 
+def cell_state_text(runs: Sequence[Any], checkpoint_epoch: int | None) -> str:
+    """What `bench run --dry-run` shows for a cell: its `cell_status`, told apart for a pending
+    cell whose newest run is still training ("running") or was cut short ("interrupted",
+    with the epoch its checkpoint would resume from)."""
+    status = cell_status(runs)
+    if status != CELL_PENDING or not runs:
+        return status
+    newest = runs[0]
+    if newest.info.status == "RUNNING" and not is_orphan(newest):
+        return "running"
+    if newest.info.status in ("RUNNING", "KILLED"):
+        if checkpoint_epoch is None:
+            return "interrupted (no checkpoint)"
+        return f"interrupted (checkpoint at epoch {checkpoint_epoch})"
+    return status
+
+
 @dataclass
 class GridTracker:
     """The parent process's handle on one `bench run` invocation's runs."""
@@ -178,6 +196,9 @@ class GridTracker:
     experiment_id: str
     parent_run_id: str
     shared_tags: dict[str, str]
+    # cell_key -> that cell's interrupted runs, marked superseded by its next run
+    interrupted: dict[str, list[Any]] = field(default_factory=dict)
+    parent_beat_s: float = 0.0
 
     @classmethod
     def start(
@@ -194,6 +215,7 @@ class GridTracker:
         """Opens the invocation's parent run."""
         tags = {
             **shared_tags,
+            **owner_tags(),
             ROLE_TAG: "parent",
             "grid": grid,
             "profile": profile,
@@ -212,6 +234,7 @@ class GridTracker:
         key = cell_key(cell)
         tags = {
             **self.shared_tags,
+            **owner_tags(),
             ROLE_TAG: "cell",
             "mlflow.parentRunId": self.parent_run_id,
             "cell_key": key,
@@ -232,11 +255,18 @@ class GridTracker:
         self.client.log_batch(run_id, params=params)
         config = {"cell_key": key, "device": device, **cell.to_dict()}
         self.client.log_text(run_id, json.dumps(config, indent=2), "config.json")
+        mark_superseded(self.client, self.interrupted.pop(key, []), run_id)
         return run_id
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
-        """All of one epoch's metrics in one batched call, at step `epoch`."""
+        """All of one epoch's metrics in one batched call, at step `epoch`, with the cell's
+        heartbeat; the parent's heartbeat at most once a minute."""
         self._log_metrics(run_id, metrics, step=epoch)
+        now = time.time()
+        self.client.set_tag(run_id, HEARTBEAT_TAG, str(int(now * 1000)))
+        if now - self.parent_beat_s > 60:
+            self.client.set_tag(self.parent_run_id, HEARTBEAT_TAG, str(int(now * 1000)))
+            self.parent_beat_s = now
 
     def finish_cell(
         self, run_id: str, cell: CellConfig, result: Any, validation_metric: str

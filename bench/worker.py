@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from bench import queue
 from bench.cell import CellConfig, cell_key
+from bench.orphans import close_orphans, running_runs
 from bench.progress import Progress
 from bench.runner import CellReport, RunOptions, TrainFn, plan, run_cells
 from bench.tracking import (
@@ -176,11 +177,17 @@ class Worker:
         client, experiment_id = self.experiment(uri, cell.grid)
         if claimed.previous_run_id:
             close_lost_run(client, claimed.previous_run_id)
+        # runs (and parent runs) of workers whose process died, on this host or long silent
+        orphans = close_orphans(client, running_runs(client, experiment_id))
         runs = {cell_key(cell): cell_runs_of(client, experiment_id, cell)}
         _, skipped = plan([cell], runs, False)
         if skipped:
             return skipped[0]
         tracker = self.tracker(uri, client, experiment_id, cell, queued)
+        claim_tracker = _ClaimTracker(tracker, claimed)
+        claim_tracker.interrupted = {
+            cell_key(cell): [r for r in orphans if r.data.tags.get("cell_key") == cell_key(cell)]
+        }
         options = RunOptions(
             checkpoint_root=store_folder(uri) / "checkpoints",
             device=self.options.device,
@@ -189,7 +196,7 @@ class Worker:
         )
         slot = (uri, cell.grid, cell.profile)
         try:
-            [report] = run_cells([cell], _ClaimTracker(tracker, claimed), options, Progress(1))
+            [report] = run_cells([cell], claim_tracker, options, Progress(1))
         except KeyboardInterrupt:
             self.reports.setdefault(slot, []).append(CellReport(cell, "killed"))
             raise
