@@ -114,6 +114,7 @@ def run(
         return
     client = tracking.open_store(uri)
     experiment_id = tracking.ensure_experiment(client, uri, grid.name)
+    tracking.describe_experiment(client, experiment_id, grid.name, grid.task)
     options = runner.RunOptions(
         checkpoint_root=tracking.store_folder(uri) / "checkpoints",
         device=device,
@@ -150,6 +151,11 @@ def run(
             err=True,
         )
     click.echo(runner.summary_table(reports))
+    click.echo(
+        f"compare the cells in the MLflow UI (README, 'mlflow ui'): "
+        f"{tracking.comparison_url('http://127.0.0.1:5000', experiment_id)}",
+        err=True,
+    )
     failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
     if failed:
         click.echo(

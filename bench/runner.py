@@ -189,6 +189,7 @@ def run_grid(
     display.close()
     counts = outcome_counts(reports)
     failed = any(report.outcome in FAILED_OUTCOMES for report in reports)
+    tracker.describe(summary_markdown(skipped + reports))
     tracker.finish("FAILED" if failed else "FINISHED", {**counts, "skipped": len(skipped)})
     return skipped + reports
 
@@ -202,22 +203,39 @@ def outcome_counts(reports: Sequence[CellReport]) -> dict[str, int]:
     return counts
 
 
-def summary_table(reports: Sequence[CellReport]) -> str:
-    """A fixed-width table: cell, outcome, validation metric, test metric, time."""
-    if not reports:
-        return "no cells"
+def summary_rows(reports: Sequence[CellReport]) -> list[tuple[str, ...]]:
+    """The header and one row per cell: cell, outcome, validation metric, test metric, time."""
     metrics = TaskMetrics.of(reports[0].cell.task)
     header = ("cell", "outcome", f"{metrics.validation} (last epoch)", metrics.test, "time (s)")
-    rows = [
-        (
-            cell_label(report.cell),
-            report.outcome,
-            format_value(report.validation),
-            format_value(report.test),
-            "-" if report.seconds is None else f"{report.seconds:.1f}",
-        )
-        for report in reports
+    return [
+        header,
+        *(
+            (
+                cell_label(report.cell),
+                report.outcome,
+                format_value(report.validation),
+                format_value(report.test),
+                "-" if report.seconds is None else f"{report.seconds:.1f}",
+            )
+            for report in reports
+        ),
     ]
+
+
+def summary_markdown(reports: Sequence[CellReport]) -> str:
+    """`summary_rows` as a Markdown table (the parent run's description in MLflow)."""
+    if not reports:
+        return "no cells"
+    header, *rows = summary_rows(reports)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def summary_table(reports: Sequence[CellReport]) -> str:
+    """`summary_rows` as a fixed-width table (the end of `bench run`)."""
+    if not reports:
+        return "no cells"
+    header, *rows = summary_rows(reports)
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     lines = [
         "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))

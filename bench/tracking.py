@@ -35,6 +35,16 @@ METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
 
 CELL_DONE, CELL_FAILED, CELL_PENDING = "done", "failed", "pending"
+NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description in the MLflow UI
+DIGEST_LENGTH = 16  # of the dataset's content hash, as the MLflow dataset digest
+# The experiment's runs tab with the cell runs only, listed flat: MLflow 3.17's runs table folds
+# child runs under their (collapsed) parent row unless it is filtered and sorted by something
+# other than the start time, so the query filters on the cell role and sorts by run name; the
+# /runs route skips the GenAI overview page the experiment would open on.
+CELL_RUNS_QUERY = (
+    "searchFilter=tags.%60bench.role%60%20%3D%20%27cell%27"
+    "&orderByKey=attributes.run_name&orderByAsc=true"
+)
 
 
 def tracking_uri(option: str | None = None) -> str:
@@ -158,6 +168,23 @@ def existing_cell_runs(uri: str, experiment: str) -> dict[str, list[Any]]:
     return cell_runs(client, str(found.experiment_id))
 
 
+def comparison_url(server: str, experiment_id: str) -> str:
+    """Where the MLflow UI at `server` shows a grid's cell runs side by side."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?{CELL_RUNS_QUERY}"
+
+
+def describe_experiment(client: MlflowClient, experiment_id: str, grid: str, task: str) -> None:
+    """The experiment's description in the MLflow UI."""
+    text = (
+        f"Grid `{grid}` (task `{task}`), trained by `bench run --grid {grid}`: one parent run per "
+        "invocation (its description holds that invocation's summary table) and one run per "
+        "cell, tagged `cell_key`, `method`, `lr`, `seed`, `profile` and `outcome`. Filter "
+        "`tags.`bench.role` = 'cell'` lists the cells flat for comparison; `bench report --grid "
+        f"{grid}` prints the tables and figures."
+    )
+    client.set_experiment_tag(experiment_id, NOTE_TAG, text)
+
+
 def cell_status(runs: Sequence[Any]) -> str:
     """done if any run FINISHED; failed if the newest ended FAILED; else pending.
 
@@ -279,6 +306,8 @@ class GridTracker:
         from bench import figures
 
         self._log_metrics(run_id, result.final_metrics, step=result.epochs_run)
+        if result.data:
+            self.log_dataset(run_id, result.data)
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder)
             (out / "figures").mkdir()
@@ -301,6 +330,25 @@ class GridTracker:
             self.client.log_artifacts(run_id, folder)
         self.client.set_tag(run_id, "outcome", result.outcome)
         self.client.set_terminated(run_id, "FINISHED")
+
+    def log_dataset(self, run_id: str, data: Mapping[str, str]) -> None:
+        """The cell's dataset as an MLflow dataset input (the UI's Dataset column): its name, the
+        cache's content hash as digest, the cache folder as source, the split sizes as profile."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=data["name"],
+            digest=data["digest"][:DIGEST_LENGTH],
+            source_type="local",
+            source=json.dumps({"uri": data["source"]}),
+            profile=data["splits"],
+        )
+        context = InputTag(key="mlflow.data.context", value="training")
+        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[context])])
+
+    def describe(self, summary_markdown: str) -> None:
+        """The parent run's description (MLflow's note): the invocation's summary table."""
+        self.client.set_tag(self.parent_run_id, NOTE_TAG, summary_markdown)
 
     def fail_cell(self, run_id: str, traceback_text: str) -> None:
         """A cell that raised: FAILED, with its traceback as `traceback.txt`."""

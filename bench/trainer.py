@@ -24,6 +24,8 @@ epoch's sigma is the one its last batch was rendered with.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import random
 import time
@@ -44,7 +46,7 @@ from bench.augment import random_rotation
 from bench.cell import CellConfig, cell_key
 from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
 from bench.data.dataset import LandmarkDataset, Split
-from bench.data.registry import load_dataset
+from bench.data.registry import Prepared, prepare_dataset
 from bench.schedule import build_schedule, sigma_scale
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
@@ -67,6 +69,7 @@ class CellResult:
     per_landmark: CSV rows: landmark, group, sigma_final, sigma_final_hm and the task's errors.
     overlay: the first test images "images" (n, C, H, W) with "true" and "pred" points in image
         pixels; empty for a diverged cell.
+    data: what the cell trained on (`data_record`): name, digest, source and split sizes.
     """
 
     outcome: str
@@ -75,6 +78,7 @@ class CellResult:
     final_metrics: dict[str, float]
     per_landmark: list[dict[str, Any]]
     overlay: dict[str, Tensor] = field(default_factory=dict)
+    data: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def train_cell(
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     task = get_task(cell.task)
     settings = task.settings(cell.profile, cell.extra)
-    dataset = load_dataset(cell.task, profile=cell.profile, source=cell.data_source, root=data_root)
+    prepared = prepare_dataset(cell.task, cell.profile, cell.data_source, data_root)
+    dataset = prepared.dataset
     key = cell_key(cell)
     loop = LoopConfig(
         batch_size=cell.batch_size,
@@ -201,8 +206,10 @@ def train_cell(
 
         wall_time_s = progress.wall_time_s + time.perf_counter() - started
         if outcome == "diverged":
-            return diverged_result(progress, dataset, sigma_unit, wall_time_s)
-        return finished_result(progress, model, task, dataset, loop, sigma_unit, wall_time_s)
+            result = diverged_result(progress, dataset, sigma_unit, wall_time_s)
+        else:
+            result = finished_result(progress, model, task, dataset, loop, sigma_unit, wall_time_s)
+        return dataclasses.replace(result, data=data_record(prepared))
 
 
 # --- the epoch ---------------------------------------------------------------------------------
@@ -359,6 +366,21 @@ def on_device(split: Split, device: torch.device) -> Split:
 
 
 # --- bookkeeping -------------------------------------------------------------------------------
+
+
+def data_record(prepared: Prepared) -> dict[str, str]:
+    """The dataset as MLflow records a run's input: "task/variant", the cache's content hash, the
+    cache folder, and the split sizes (JSON)."""
+    from bench.data.cache import MANIFEST
+
+    manifest = json.loads((prepared.directory / MANIFEST).read_text())
+    sizes = {name: len(split) for name, split in prepared.dataset.splits.items()}
+    return {
+        "name": f"{prepared.dataset.task}/{prepared.directory.name}",
+        "digest": str(manifest["content_hash"]),
+        "source": str(prepared.directory.resolve()),
+        "splits": json.dumps(sizes),
+    }
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,3 +134,60 @@ def test_runs_read_back_through_the_rest_api(server: str, smoke_grid: Any) -> No
         {"experiment_ids": [experiment_id], "filter": f"tags.cell_key = '{tag['cell_key']}'"},
     )
     assert [r["info"]["run_id"] for r in filtered["runs"]] == [run_id]
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+    "--virtual-time-budget=30000",  # lets the page's requests and rendering finish
+)
+
+
+def test_the_readme_url_opens_on_the_cell_runs(
+    server: str, smoke_grid: Any, tmp_path: Path
+) -> None:
+    """The URL `bench run` prints (README) shows the grid's cell runs in headless Chromium; the
+    experiment and parent run carry descriptions, and each finished cell its dataset input."""
+    from bench.tracking import comparison_url
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
+    experiment = call(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=cathdet")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    experiment_tags = {t["key"]: t["value"] for t in experiment["experiment"]["tags"]}
+    assert "bench run --grid cathdet" in experiment_tags["mlflow.note.content"]
+    runs = call(server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    tags = [{t["key"]: t["value"] for t in run["data"].get("tags", [])} for run in runs]
+    (parent,) = [t for t in tags if t.get("bench.role") == "parent"]
+    assert parent["mlflow.note.content"].startswith("| cell | outcome |")
+    cells = [run for run, t in zip(runs, tags, strict=True) if t.get("bench.role") == "cell"]
+    finished = next(run for run in cells if run["info"]["status"] == "FINISHED")
+    (dataset,) = finished["inputs"]["dataset_inputs"]
+    assert dataset["dataset"]["name"] == "cathdet/synthetic-smoke"
+    assert len(dataset["dataset"]["digest"]) == 16
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert comparison_url("http://127.0.0.1:5000", "1") in readme  # the URL the README shows
+    url = comparison_url(server, experiment_id)
+    profile = tmp_path / "chromium-profile"
+    shot = tmp_path / "mlflow-ui.png"
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", url],
+        capture_output=True, timeout=180, check=False,
+    )  # fmt: skip
+    names = [run["info"]["run_name"] for run in cells]
+    missing = [name for name in names if name not in dom.stdout]
+    assert not missing, f"{len(missing)} of {len(names)} cell runs not on {url} (see {shot})"
+    assert shot.exists()
