@@ -1,6 +1,6 @@
 """Adaloss: adaptive Gaussian heatmap targets for landmark localization.
 
-Conventions (DESIGN.md): points are (x, y[, z]), 0-based, pixel (row i, col j) centred at
+Conventions (docs/design.md): points are (x, y[, z]), 0-based, pixel (row i, col j) centred at
 x=j, y=i; sigma is in heatmap pixels; missing landmarks are NaN and count nowhere.
 """
 

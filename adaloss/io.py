@@ -7,7 +7,7 @@
     ...
     }
 
-Coordinates are 1-based on disk and 0-based in memory (DESIGN.md's convention): `read_pts`
+Coordinates are 1-based on disk and 0-based in memory (docs/design.md's convention): `read_pts`
 subtracts 1 and `write_pts` adds 1. Surrounding spaces and tabs, CRLF line ends, a UTF-8 byte
 order mark and blank lines after the closing brace are tolerated.
 """

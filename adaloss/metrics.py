@@ -1,4 +1,5 @@
-"""Evaluation metrics of DESIGN.md: point error, NME, failure rate, AUC, detection matching, NTV.
+"""Evaluation metrics (docs/design.md): point error, NME, failure rate, AUC, detection matching,
+NTV.
 
 NaN coordinates mark missing landmarks or absent instances; they count in no metric.
 """

@@ -258,7 +258,7 @@ LOSS_SCALES = ("raw", "relative")
 
 
 class Adaloss(SigmaSchedule):
-    """The Adaloss rule of DESIGN.md, per landmark l, after the loss L_t of step t:
+    """The Adaloss rule of docs/design.md, per landmark l, after the loss L_t of step t:
 
         V_t  = population variance of L_{t-w+1..t}                   (t >= w)
         D_t  = rho * (1 - V_{t-1} / V_t)                             (t >= w+1, else 0)
@@ -268,7 +268,7 @@ class Adaloss(SigmaSchedule):
         sigma_{t+1} = clip(sigma_t + D_t, sigma_min, sigma_0)
 
     num_landmarks: K. sigma0: the starting (and largest) width, a float or (K,), in heatmap
-    pixels (DESIGN.md's default is a quarter of the heatmap's side; the caller computes it).
+    pixels (docs/design.md's default is a quarter of the heatmap's side; the caller computes it).
     window: w >= 2. rho: the step scale, > 0. sigma_min: the floor, > 0 and <= sigma0.
     max_step: None (paper-literal) or the largest |D_t|. restrict: forbid growth unless the
     loss rose too (the paper's non-increasing rule).

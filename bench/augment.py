@@ -1,10 +1,11 @@
 """Batched augmentation on the training device: images and their points move together.
 
-Geometry follows DESIGN.md: pixel (row i, col j) is centred at x = j, y = i, so the image centre
-is c = ((W - 1) / 2, (H - 1) / 2), which is exactly 0 in `affine_grid`'s normalised coordinates
-with `align_corners=False`. A rotation by angle a moves every point p to c + R(a) (p - c) with
-R(a) = [[cos a, -sin a], [sin a, cos a]] (clockwise on screen, because y points down); the image
-is resampled with the inverse map, so a Gaussian drawn at p before is centred at the moved p after.
+Geometry follows docs/design.md: pixel (row i, col j) is centred at x = j, y = i, so the image
+centre is c = ((W - 1) / 2, (H - 1) / 2), which is exactly 0 in `affine_grid`'s normalised
+coordinates with `align_corners=False`. A rotation by angle a moves every point p to
+c + R(a)(p - c) with R(a) = [[cos a, -sin a], [sin a, cos a]] (clockwise on screen, because y
+points down); the image is resampled with the inverse map, so a Gaussian drawn at p before is
+centred at the moved p after.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from bench.profiles import PROFILES
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES_HELP = (
     "Exit codes: 0 all finished; 1 some cells failed; 2 bad input (nothing was written); "
@@ -37,7 +39,7 @@ tracking_uri_option = click.option(
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",
 )
 
-PROFILE_CHOICES = ("auto", "smoke", "quick", "paper")
+PROFILE_CHOICES = ("auto", *PROFILES)
 
 profile_option = click.option(
     "--profile",

@@ -19,7 +19,7 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
       method: adaloss
       space: {window: {low: 2, high: 8}, rho: {low: 0.05, high: 5, log: true}}
 
-Method keys by schedule (bench/schedule.py; the rule in DESIGN.md). Lengths (sigma, sigma0,
+Method keys by schedule (bench/schedule.py; the rule in docs/design.md). Lengths (sigma, sigma0,
 sigma_min, rho, max_step, k) are pixels of the sigma_ref frame, scaled to heatmap pixels:
     fixed:   sigma (required, > 0)
     adaloss: sigma0 (> 0; default a quarter of the heatmap side), sigma_min (> 0, default 1),
@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from bench.cell import CellConfig
+from bench.profiles import PROFILES
 from bench.schedule import (
     BOOLEAN_KEYS,
     CHOICE_KEYS,
@@ -57,7 +58,6 @@ from bench.schedule import (
     ScheduleConfig,
 )
 
-PROFILES = ("smoke", "quick", "paper")
 TOP_LEVEL_KEYS = (
     "task",
     "sigma_ref",

@@ -1,7 +1,8 @@
 """The paper's published numbers, to print beside ours.
 
 Source: Teixeira, Tamersoy, Singh, Kapoor, "Adaloss: Adaptive Loss Function for Landmark
-Localization", arXiv:1908.01070 (2019), as summarised in DESIGN.md ("The three experiments").
+Localization", arXiv:1908.01070 (2019): Tables 1 and 3, Sec. 4.1 and 4.3 (docs/RESULTS.md sets
+them beside ours).
 Units follow the report tables: pixels of the task's reference frame, and percentages for NME,
 precision and recall.
 

@@ -55,7 +55,7 @@ class ScheduleConfig:
     """How sigma evolves, in the grid's terms (lengths in pixels of the `sigma_ref` frame).
 
     kind: "fixed" uses `sigma`; "adaloss" and "linear" start at `sigma0` (None: a quarter of the
-        heatmap's side, DESIGN.md's default) and never go below `sigma_min`.
+        heatmap's side, docs/design.md's default) and never go below `sigma_min`.
     window, rho, max_step, restrict, variance_of, loss_scale, reset_on_change: the Adaloss rule
         and its readings (adaloss.schedules.Adaloss).
     unit: "epoch" steps the schedule once per epoch with the epoch's mean loss; "iteration" steps
@@ -80,7 +80,7 @@ class ScheduleConfig:
 
 
 _DEFAULTS = ScheduleConfig(kind="adaloss")
-# The paper's Adaloss rule (DESIGN.md), as ScheduleConfig's defaults spell it. A variant that
+# The paper's Adaloss rule (docs/design.md), as ScheduleConfig's defaults spell it. A variant that
 # changes any of these (an ablation's step limit, iteration window, ...) is not what the paper
 # measured, so its report rows get no paper values.
 PAPER_RULE: dict[str, Any] = {

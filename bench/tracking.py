@@ -1,4 +1,4 @@
-"""MLflow bookkeeping for `bench run` (DESIGN.md, "MLflow layout").
+"""MLflow bookkeeping for `bench run` (docs/design.md, "What the harness records").
 
 One experiment per grid; one parent run per invocation; one nested child run per cell, tagged with
 its `cell_key`. Only the parent process of `bench run` talks to the store: workers send their

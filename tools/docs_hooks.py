@@ -11,9 +11,17 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
 # site page -> repository file
-TOP_LEVEL_PAGES = {"index.md": "README.md", "changelog.md": "CHANGELOG.md"}
+TOP_LEVEL_PAGES = {
+    "index.md": "README.md",
+    "changelog.md": "CHANGELOG.md",
+    "contributing.md": "CONTRIBUTING.md",
+}
 # links of the top-level files, as they read inside the site
-SITE_LINKS = {"](docs/": "](", "](CHANGELOG.md)": "](changelog.md)"}
+SITE_LINKS = {
+    "](docs/": "](",
+    "](CHANGELOG.md)": "](changelog.md)",
+    "](CONTRIBUTING.md)": "](contributing.md)",
+}
 
 
 def on_config(config: Any) -> Any:

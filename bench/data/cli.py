@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 import click
 
 from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
+from bench.profiles import PROFILES
 
 if TYPE_CHECKING:
     from bench.data.registry import Prepared
 
-PROFILE_CHOICES = ("smoke", "quick", "paper")
 
 profile_option = click.option(
     "--profile",
-    type=click.Choice(PROFILE_CHOICES),
+    type=click.Choice(PROFILES),
     default="quick",
     show_default=True,
     help="Size profile: smoke (tests), quick (64 px, CPU grids), paper (the paper's sizes).",
@@ -53,7 +53,7 @@ def list_command(data_root: Path | None) -> None:
             f"  {spec.name:<9} {len(spec.landmark_names):>3} landmarks ({kind}), "
             f"{spec.channels} channel(s), reference {height}x{width}: {spec.description}"
         )
-    click.echo(f"profiles: {', '.join(registry.PROFILES)}")
+    click.echo(f"profiles: {', '.join(PROFILES)}")
     base = registry.data_root(data_root)
     variants = registry.cached_variants(data_root)
     if not variants:

@@ -1,6 +1,6 @@
 """The in-memory dataset shared by every task.
 
-Images are float tensors in [0, 1]; points are in pixels of the stored images, with DESIGN.md's
+Images are float tensors in [0, 1]; points are in pixels of the stored images, with docs/design.md's
 convention (x right, y down, pixel (row i, col j) centred at x=j, y=i) and NaN for missing
 landmarks or absent instances. Training slices these tensors; nothing iterates per sample.
 """

@@ -10,7 +10,7 @@ broken module only affects its own task):
       (H, W) of the stored images;
     - `generate(params: P, seed: int) -> LandmarkDataset` with splits "train", "val" and "test"
       (test subsets as named index tensors), landmark names, groups and reference size as in
-      `TASKS`, points in pixels of the stored images (DESIGN.md convention, NaN for missing).
+      `TASKS`, points in pixels of the stored images (docs/design.md convention, NaN for missing).
 * A real-format loader module (`bench.data.loaders.<format>`) exposes
     - `load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset`, with the same splits
       ("val" a deterministic held-out part of the training data), images resized to
@@ -38,11 +38,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bench.profiles import PROFILES
+
 if TYPE_CHECKING:
     from bench.data.cache import CacheStatus
     from bench.data.dataset import LandmarkDataset
 
-PROFILES = ("smoke", "quick", "paper")
 SPLITS = ("train", "val", "test")
 ROOT_ENV = "ADALOSS_DATA_ROOT"
 DEFAULT_ROOT = Path("datasets")

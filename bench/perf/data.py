@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from bench.profiles import PROFILES
+
 GOAL_SECONDS = 60.0
 TASK_NAMES = ("cathdet", "face300w", "endovis")
 
@@ -22,7 +24,7 @@ TASK_NAMES = ("cathdet", "face300w", "endovis")
 @click.command()
 @click.option(
     "--profile",
-    type=click.Choice(["smoke", "quick", "paper"]),
+    type=click.Choice(PROFILES),
     default="quick",
     show_default=True,
     help="Profile to generate (paper takes minutes).",

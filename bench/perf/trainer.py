@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bench.cli_options import data_root_option
+from bench.profiles import PROFILES
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +35,7 @@ GOAL_OVERHEAD = 0.10
 @click.option("--task", "task_name", default="cathdet", show_default=True, help="A bench task.")
 @click.option(
     "--profile",
-    type=click.Choice(["smoke", "quick", "paper"]),
+    type=click.Choice(PROFILES),
     default="quick",
     show_default=True,
     help="Dataset size and model width.",

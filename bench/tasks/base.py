@@ -25,8 +25,6 @@ from adaloss.decode import decode_argmax
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
 
-PROFILE_NAMES = ("smoke", "quick", "paper")
-
 # The keys a grid may override through `CellConfig.extra`. epochs and batch_size are cell fields.
 OVERRIDABLE = ("width", "depth", "kernel_size", "rotation_deg", "normalize")
 

@@ -1,4 +1,4 @@
-"""The names DESIGN.md promises import from `adaloss` and work together as documented."""
+"""The names docs/design.md promises import from `adaloss` and work together as documented."""
 
 from __future__ import annotations
 

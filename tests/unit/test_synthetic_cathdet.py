@@ -112,7 +112,7 @@ def test_quick_profile_renders_at_64_with_the_reference_geometry() -> None:
     assert (quick.n_train, quick.n_val, quick.n_test) == (2000, 100, 300)  # docs/data.md
     paper = cathdet.PROFILES["paper"]
     assert (paper.image_size, paper.n_train, paper.n_test) == ((256, 256), 3000, 300)
-    # the same scene at 64 and at 256: tips map by DESIGN.md's u = (x + 0.5) * 64 / 256 - 0.5
+    # the same scene at 64 and at 256: tips map by docs/design.md's u = (x + 0.5) * 64 / 256 - 0.5
     small = cathdet.generate(replace(quick, n_train=200, n_val=1, n_test=1), seed=9)
     large = cathdet.generate(
         replace(quick, image_size=(256, 256), n_train=200, n_val=1, n_test=1), seed=9

@@ -172,5 +172,5 @@ def test_same_faces_at_every_profile_size(smoke: LandmarkDataset) -> None:
     for name in ("train", "test"):
         small = smoke.split(name).points.double()
         large = larger.split(name).points.double()
-        # DESIGN.md's mapping between resolutions: u = (x + 0.5) * 32 / 64 - 0.5
+        # docs/design.md's mapping between resolutions: u = (x + 0.5) * 32 / 64 - 0.5
         torch.testing.assert_close(small, (large + 0.5) * 32 / 64 - 0.5)

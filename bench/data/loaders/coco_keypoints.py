@@ -18,7 +18,8 @@ train.json, in any order. Points are (N, K, 2) when no image has more than one i
 annotations has all-NaN points.
 
 Coordinates: COCO puts the continuous top-left corner of the image at (0, 0), so the centre of
-pixel (row i, col j) is (j + 0.5, i + 0.5); DESIGN.md puts it at (j, i): `x_ours = x_coco - 0.5`.
+pixel (row i, col j) is (j + 0.5, i + 0.5); docs/design.md puts it at (j, i):
+`x_ours = x_coco - 0.5`.
 Images are then resized to `image_size` and points mapped with `u = (x + 0.5) * W / W_in - 0.5`.
 Images are stored with one channel when every image is grey (a colour file whose three channels
 are equal counts as grey, as exported X-ray frames often are), else with three.

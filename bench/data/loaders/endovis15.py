@@ -9,7 +9,7 @@ reader from the packaged copy of the annotations (`PACKAGED_ROOT`).
 Coordinates. The files hold float pixels of the 720 x 576 frame written by the Sloth annotation
 tool, whose scene coordinates put the continuous top-left corner of the image at (0, 0), so the
 centre of pixel (row i, col j) is at (j + 0.5, i + 0.5). The reader subtracts 0.5 to give
-DESIGN.md's convention (pixel centres at integers); everything downstream uses that.
+docs/design.md's convention (pixel centres at integers); everything downstream uses that.
 
 Quirks, and what the reader does with each (counted in `AnnotationFile.quirks`):
 - frames with `"annotations": []`: listed, not annotated (the annotators labelled every fifth
@@ -78,7 +78,7 @@ class Frame:
     filename: as written in the file (a path on the annotators' machine).
     annotated: the file lists at least one point for this frame.
     tools: tool id -> (5, 2) joints (x, y) in JOINTS order, pixels of the 720 x 576 frame with
-        DESIGN.md's convention, NaN for a joint the annotators did not place.
+        docs/design.md's convention, NaN for a joint the annotators did not place.
     """
 
     filename: str

@@ -21,7 +21,7 @@ bounding-box files are there, the iBUG detector box `bb_detector`) enlarged `CRO
 times about its centre and widened to the output's aspect ratio, resampled to `image_size`
 (bilinear, Gaussian pre-filter when shrinking; outside the photograph is black). A crop whose
 left/top edge lies at continuous coordinate e (pixel centres at integers) and which spans S
-input pixels over W output pixels maps a point by `u = (x - e) * W / S - 0.5`, DESIGN.md's
+input pixels over W output pixels maps a point by `u = (x - e) * W / S - 0.5`, docs/design.md's
 convention (for the whole image, e = -0.5 and S = W_in, it is `u = (x + 0.5) * W / W_in - 0.5`).
 """
 

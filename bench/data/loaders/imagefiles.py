@@ -47,7 +47,7 @@ def to_channels(image: FloatImage, channels: int) -> FloatImage:
 def resize_image(image: FloatImage, size: tuple[int, int]) -> FloatImage:
     """(H, W, C) -> (size[0], size[1], C), bilinear, anti-aliased when shrinking.
 
-    The whole frame maps onto the whole output, so points follow DESIGN.md's
+    The whole frame maps onto the whole output, so points follow docs/design.md's
     `u = (x + 0.5) * W_out / W_in - 0.5`.
     """
     if image.shape[:2] == tuple(size):

@@ -15,7 +15,7 @@ What makes the real task (EndoVis'15, Du et al.'s joints) hard, and how it is ke
   and sensor noise around thin metallic parts.
 
 Scenes are laid out in the 720 x 576 reference frame and drawn straight into the profile's
-resolution (DESIGN.md's pixel-centre mapping); landmark points are in pixels of the stored
+resolution (docs/design.md's pixel-centre mapping); landmark points are in pixels of the stored
 images. Landmarks: K = 2 ("left_clasper", "right_clasper") of the needle drivers only, points
 (N, 2, M, 2) with M = 3 and NaN for absent instances. Test subsets "no-scissors" and
 "with-scissors" (the paper's test1-4 and test5-6), "full" = all.
@@ -242,7 +242,7 @@ def _claspers(tools: list[Tool], size: tuple[int, int]) -> Points:
 
 
 def _to_image(points: Points, size: tuple[int, int]) -> Points:
-    """Reference-frame points -> pixels of a `size` image (DESIGN.md's mapping)."""
+    """Reference-frame points -> pixels of a `size` image (docs/design.md's mapping)."""
     mapped = rescale_points(torch.from_numpy(points), real.REFERENCE_SIZE, size)
     return mapped.numpy()
 

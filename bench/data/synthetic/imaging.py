@@ -3,11 +3,11 @@
 Everything works on float32 numpy arrays and takes its randomness from a `numpy.random.Generator`,
 so a generator that draws its scenes in a fixed order produces the same bytes for the same seed.
 
-Geometry follows DESIGN.md: points are `(x, y)` in pixels of the array being drawn into, the centre
-of pixel (row i, col j) is at x=j, y=i. Shapes are drawn as anti-aliased *coverage* maps (H, W) in
-[0, 1] (the fraction of each pixel covered, from a one-pixel linear ramp on the signed distance to
-the shape's boundary), then composited with `paint`. Each coverage function evaluates only the
-shape's bounding box, so drawing a small shape into a large canvas costs little.
+Geometry follows docs/design.md: points are `(x, y)` in pixels of the array being drawn into, the
+centre of pixel (row i, col j) is at x=j, y=i. Shapes are drawn as anti-aliased *coverage* maps (H,
+W) in [0, 1] (the fraction of each pixel covered, from a one-pixel linear ramp on the signed
+distance to the shape's boundary), then composited with `paint`. Each coverage function evaluates
+only the shape's bounding box, so drawing a small shape into a large canvas costs little.
 
 Array shapes:
     fields / images (N, H, W) or (N, C, H, W); a single canvas (H, W) or (C, H, W);
