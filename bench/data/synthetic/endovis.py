@@ -116,7 +116,9 @@ class EndoVisParams:
 
 PROFILES: dict[str, EndoVisParams] = {
     "smoke": EndoVisParams(image_size=(32, 40), n_train=16, n_val=8, n_test=16),
-    "quick": EndoVisParams(image_size=(64, 80), n_train=320, n_val=40, n_test=200),
+    # 1280 training frames: with 320 the reference sigma is data-starved (docs/data.md, "Regime
+    # criteria": tools/regime.py endovis)
+    "quick": EndoVisParams(image_size=(64, 80), n_train=1280, n_val=40, n_test=200),
     "paper": EndoVisParams(image_size=(288, 360), n_train=846, n_val=94, n_test=910),
 }
 
