@@ -1,6 +1,6 @@
 """Gaussian heatmap targets and the mapping of points between resolutions.
 
-Conventions (DESIGN.md): points are ``(x, y)`` or ``(x, y, z)``, 0-based, and the centre of
+Conventions (docs/design.md): points are ``(x, y)`` or ``(x, y, z)``, 0-based, and the centre of
 pixel ``(row i, col j)`` is ``x = j, y = i`` (``z`` indexes the depth axis of a volume).
 Sizes are ``(H, W)`` or ``(D, H, W)``, so coordinate ``c`` of a point runs along size axis
 ``len(size) - 1 - c``.
