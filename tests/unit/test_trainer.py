@@ -16,6 +16,7 @@ from adaloss.targets import render_heatmaps
 from bench.cell import CellConfig, cell_key
 from bench.checkpoint import checkpoints, load_latest
 from bench.data.dataset import Split
+from bench.data.registry import load_dataset
 from bench.models import UNet
 from bench.schedule import ScheduleConfig, build_schedule
 from bench.trainer import (
@@ -411,7 +412,7 @@ def test_iteration_losses_and_target_energy_reach_the_schedule(
     assert losses.shape == (3, 1)  # smoke: 24 training images in batches of 8
     assert float(losses.mean()) == pytest.approx(result.history[0]["train_loss"])
     # the epoch's target energy, computed at once over the training set (no augmentation here)
-    dataset = trainer.load_dataset("cathdet", profile="smoke", root=data_root)
+    dataset = load_dataset("cathdet", profile="smoke", root=data_root)
     train = dataset.split("train")
     sigma0 = min(dataset.image_size) / 4
     expected = render_heatmaps(train.points, sigma0, dataset.image_size).square().mean()
