@@ -77,24 +77,6 @@ def is_orphan(run: Any, now_s: float | None = None) -> bool:
     return (now_s if now_s is not None else time.time()) - beat_ms / 1000 > STALE_AFTER_S
 
 
-def running_runs(client: Any, experiment_id: str) -> list[Any]:
-    """Every RUNNING run of the experiment (parents and cells), newest first."""
-    found: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string="attributes.status = 'RUNNING'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1000,
-            page_token=token,
-        )
-        found.extend(page)
-        token = page.token
-        if not token:
-            return found
-
-
 def close_orphans(client: Any, runs: Iterable[Any]) -> list[Any]:
     """Mark the orphans among `runs` KILLED with outcome "interrupted"; returns them."""
     closed = []

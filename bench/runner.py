@@ -157,8 +157,8 @@ def run_grid(
     Returns the reports of skipped cells, then those of the cells this call ran. No parent run is
     opened when nothing is left to run. Ctrl-C closes the parent run KILLED and re-raises.
     """
-    from bench.orphans import close_orphans, mark_superseded, running_runs
-    from bench.tracking import ROLE_TAG, cell_runs, environment_tags
+    from bench.orphans import close_orphans, mark_superseded
+    from bench.tracking import ROLE_TAG, cell_runs, environment_tags, running_runs
 
     # runs of earlier invocations whose process died (SIGKILL, a crash) are closed first
     orphans = close_orphans(client, running_runs(client, experiment_id))

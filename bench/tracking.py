@@ -138,23 +138,35 @@ def _git(repo: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def cell_runs(client: MlflowClient, experiment_id: str) -> dict[str, list[Any]]:
-    """cell_key -> that cell's runs, newest first (one paged search on the `cell_key` tag)."""
-    runs: dict[str, list[Any]] = {}
+def search_all_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every run of the experiment that matches `filter_string`, newest first (paged)."""
+    found: list[Any] = []
     token = None
     while True:
         page = client.search_runs(
             [experiment_id],
-            filter_string="tags.cell_key LIKE '%'",
+            filter_string=filter_string,
             order_by=["attributes.start_time DESC"],
             max_results=1000,
             page_token=token,
         )
-        for run in page:
-            runs.setdefault(run.data.tags["cell_key"], []).append(run)
+        found.extend(page)
         token = page.token
         if not token:
-            return runs
+            return found
+
+
+def cell_runs(client: MlflowClient, experiment_id: str) -> dict[str, list[Any]]:
+    """cell_key -> that cell's runs, newest first (one paged search on the `cell_key` tag)."""
+    runs: dict[str, list[Any]] = {}
+    for run in search_all_runs(client, experiment_id, "tags.cell_key LIKE '%'"):
+        runs.setdefault(run.data.tags["cell_key"], []).append(run)
+    return runs
+
+
+def running_runs(client: MlflowClient, experiment_id: str) -> list[Any]:
+    """Every RUNNING run of the experiment (parents and cells), newest first."""
+    return search_all_runs(client, experiment_id, "attributes.status = 'RUNNING'")
 
 
 def existing_cell_runs(uri: str, experiment: str) -> dict[str, list[Any]]:

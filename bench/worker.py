@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from bench import queue
 from bench.cell import CellConfig, cell_key
-from bench.orphans import close_orphans, running_runs
+from bench.orphans import close_orphans
 from bench.progress import Progress
 from bench.runner import CellReport, RunOptions, TrainFn, plan, run_cells
 from bench.tracking import (
@@ -31,6 +31,7 @@ from bench.tracking import (
     ensure_experiment,
     environment_tags,
     open_store,
+    running_runs,
     store_folder,
     tracking_uri,
 )
