@@ -17,10 +17,10 @@ from bench.tasks.base import Task, TaskProfile, landmark_group, percent, to_refe
 WITHIN_PX = (2.0, 5.0, 10.0)
 
 # quick: 2000 training images at 64 px, width 8, in channels_last train at ~220 images/s on 2
-# cores (`bench perf trainer`), so 20 epochs are ~3 minutes a cell and the 10-cell grid about 30
-# minutes; 20 epochs meet the convergence criterion of docs/data.md (the validation distance still
-# falls slowly at epoch 20: `bench report` says so). paper: the paper's 100 epochs; its widths are
-# not published, 32 is ours.
+# cores (`bench perf trainer`); measured from a fresh clone, a cell takes 180-220 s and the 10-cell
+# grid 34 minutes. 20 epochs meet the convergence criterion of docs/data.md for sigma 40 at lr 1e-3
+# (the validation distance still falls slowly at epoch 20: `bench report` says so). paper: the
+# paper's 100 epochs; its widths are not published, 32 is ours.
 PROFILES = {
     "smoke": TaskProfile(epochs=2, batch_size=8, width=4, depth=4, kernel_size=5),
     "quick": TaskProfile(epochs=20, batch_size=16, width=8, depth=4, kernel_size=5),
