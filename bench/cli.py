@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from bench import __version__
-from bench.cli_options import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_INTERRUPTED
+from bench.cli_options import EXIT_CODES_HELP, EXIT_INTERRUPTED
 from bench.lazy_group import LazyGroup
 
 # name -> "module:click object". Each module imports only click at module level.
@@ -34,10 +34,7 @@ class BenchGroup(LazyGroup):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
-        except click.UsageError as error:
-            click.echo(f"Error: {error.format_message()}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except click.ClickException as error:
+        except click.ClickException as error:  # usage errors included: their exit code is 2
             click.echo(f"Error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
         except (click.Abort, KeyboardInterrupt):

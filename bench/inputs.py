@@ -155,7 +155,9 @@ def check_database(url: str, what: str) -> None:
 
     parts = urlsplit(url)
     shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@")
-    connect_args = {} if parts.scheme.startswith("mssql") else {"connect_timeout": 3}
+    connect_args = (
+        {} if parts.scheme.startswith("mssql") else {"connect_timeout": CONNECT_TIMEOUT_S}
+    )
     try:
         engine = sqlalchemy.create_engine(url, connect_args=connect_args)
         with engine.connect():

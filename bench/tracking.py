@@ -300,9 +300,8 @@ class GridTracker:
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
         """All of one epoch's metrics in one batched call, at step `epoch`, with the cell's
         heartbeat; the parent's heartbeat at most once a minute."""
-        self._log_metrics(run_id, metrics, step=epoch)
+        self._log_metrics(run_id, metrics, step=epoch, heartbeat=True)
         now = time.time()
-        self.client.set_tag(run_id, HEARTBEAT_TAG, str(int(now * 1000)))
         if now - self.parent_beat_s > 60:
             self.client.set_tag(self.parent_run_id, HEARTBEAT_TAG, str(int(now * 1000)))
             self.parent_beat_s = now
@@ -378,13 +377,21 @@ class GridTracker:
         self._log_metrics(self.parent_run_id, {f"cells_{k}": v for k, v in counts.items()}, step=0)
         self.client.set_terminated(self.parent_run_id, status)
 
-    def _log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+    def _log_metrics(
+        self, run_id: str, metrics: Mapping[str, float], step: int, *, heartbeat: bool = False
+    ) -> None:
+        """Metrics in batches of METRICS_PER_BATCH; with `heartbeat`, the run's HEARTBEAT_TAG
+        rides along in the first batch."""
+        from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
         batch = [Metric(name, float(value), now, step) for name, value in metrics.items()]
+        tags = [RunTag(HEARTBEAT_TAG, str(now))] if heartbeat else []
         for start in range(0, len(batch), METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+            self.client.log_batch(
+                run_id, metrics=batch[start : start + METRICS_PER_BATCH], tags=tags
+            )
+            tags = []
 
 
 def write_csv(rows: Iterable[Mapping[str, object]], path: Path) -> None:

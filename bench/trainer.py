@@ -184,12 +184,12 @@ def train_cell(
                 outcome = "diverged"
                 break
             if not loop.step_per_batch:
-                losses = stats.landmark_losses
-                step_schedule(
-                    schedule,
-                    losses if stats.iteration_losses is None else stats.iteration_losses,
-                    stats.target_energy,
+                losses = (
+                    stats.landmark_losses
+                    if stats.iteration_losses is None
+                    else stats.iteration_losses
                 )
+                step_schedule(schedule, losses, stats.target_energy)
             val_started = time.perf_counter()
             val_metrics = task.validate(predict(model, task, val.images, loop), val, dataset)
             seconds = stats.seconds + time.perf_counter() - val_started

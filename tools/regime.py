@@ -43,7 +43,6 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
     """Train one reference cell on a generator whose only change is n_train (a spawned worker)."""
     import torch
 
-    from bench.cell import CellConfig
     from bench.grid import expand_cells, load_grid
     from bench.tasks import get_task
     from bench.trainer import train_cell
@@ -58,15 +57,7 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
     extra = dict(template.extra)
     if job["width"] is not None:
         extra["width"] = job["width"]
-    cell = CellConfig(
-        **{
-            **dataclasses.asdict(template),
-            "schedule": template.schedule,
-            "seed": job["seed"],
-            "extra": extra,
-            "grid": "regime",
-        }
-    )
+    cell = dataclasses.replace(template, seed=job["seed"], extra=extra, grid="regime")
     started = time.perf_counter()
     result = train_cell(cell, data_root=Path(job["data_root"]) / f"n{job['n_train']}")
     task = get_task(job["task"])
