@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-CONNECT_TIMEOUT_S = 3.0
+CONNECT_TIMEOUT_S = 3  # whole seconds: libpq refuses a fractional connect_timeout
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:(?P<index>\d+))$")
 # MLflow 3.13+ refuses a plain folder (the file store); these are the stores it accepts.
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
