@@ -23,6 +23,9 @@ class CellConfig:
     profile: "smoke" | "quick" | "paper": dataset sizes, model width, default epochs.
     data_source: "synthetic" or a path to real data in the task's format.
     extra: free-form task/model overrides from the grid file (kept in the key).
+    task_options: the grid keys of a task shaped by its data (`keypoints`: image_size, metric);
+        empty for the shipped tasks, and then left out of the dict and the key, so the keys of
+        cells recorded before it existed still match.
     """
 
     grid: str
@@ -36,10 +39,20 @@ class CellConfig:
     batch_size: int
     data_source: str = "synthetic"
     extra: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-JSON view (for config.json and the key)."""
-        return asdict(self)
+        data = asdict(self)
+        if not self.task_options:
+            del data["task_options"]
+        return data
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W) the task's data are resized to when the grid says; None: the profile's."""
+        size = self.task_options.get("image_size")
+        return None if size is None else (int(size[0]), int(size[1]))
 
     def to_params(self) -> dict[str, str]:
         """Flat `schedule.rho`-style strings for MLflow params."""

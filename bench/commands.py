@@ -79,7 +79,7 @@ def run(
     """Train every cell of a grid, tracked in MLflow; finished cells are skipped."""
     from bench import grid as grids
     from bench import inputs, runner, tracking
-    from bench.data.registry import data_root as default_data_root
+    from bench.data.sources import data_root as default_data_root
 
     if queue_url is not None and (force or fail_fast or jobs):
         raise click.UsageError(
@@ -107,10 +107,15 @@ def run(
     if dry_run:
         click.echo(_dry_run_table(cells, uri, queue_url))
         return
+    try:
+        for line in inputs.check_data(cells, data_root):
+            click.echo(line, err=True)
+    except ValueError as error:  # the data or the grid's task options
+        raise BadInput(str(error)) from None
     if queue_url is not None:
         from bench.worker_command import enqueue_grid
 
-        enqueue_grid(queue_url, grid.name, cells, uri)
+        enqueue_grid(queue_url, grid.name, cells, uri, data_root)
         return
     client = tracking.open_store(uri)
     experiment_id = tracking.ensure_experiment(client, uri, grid.name)
@@ -150,7 +155,7 @@ def run(
             "(--force reruns them)",
             err=True,
         )
-    click.echo(runner.summary_table(reports))
+    click.echo(runner.summary_table(reports, data_root))
     click.echo(
         f"compare the cells in the MLflow UI (README, 'mlflow ui'): "
         f"{tracking.comparison_url('http://127.0.0.1:5000', experiment_id)}",
@@ -259,7 +264,9 @@ def report(
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(out or Path("reports"), "--out")
-        result = reports.build_report(uri, name, profile=profile, reference=reference)
+        result = reports.build_report(
+            uri, name, profile=profile, reference=reference, grid_file=grid_name
+        )
     except ValueError as error:  # ReportError and the checks of bench.inputs
         raise BadInput(str(error)) from None
     written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)

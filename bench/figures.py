@@ -178,3 +178,22 @@ def region_sigma(curves: Mapping[str, Curve], *, title: str) -> Figure:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return figure
+
+
+def landmark_bars(
+    landmarks: Sequence[str], values: Mapping[str, Sequence[float]], *, ylabel: str, title: str
+) -> Figure:
+    """Grouped bars: one group per landmark, one bar per setting (`values`: label -> one value
+    per landmark, NaN drawn as no bar)."""
+    figure = Figure(figsize=(max(6.0, 0.6 * len(landmarks) * max(1, len(values)) ** 0.5), 4.0))
+    axis = figure.subplots()
+    width = 0.8 / max(1, len(values))
+    positions = np.arange(len(landmarks))
+    for index, (label, heights) in enumerate(values.items()):
+        axis.bar(positions + (index - (len(values) - 1) / 2) * width, heights, width, label=label)
+    axis.set_xticks(positions, list(landmarks), rotation=45 if len(landmarks) > 6 else 0)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(fontsize="small", ncols=2)
+    figure.tight_layout()
+    return figure

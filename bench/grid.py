@@ -2,11 +2,16 @@
 
 A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their own path):
 
-    task: cathdet            # a task of bench.tasks (cathdet, face300w, endovis)
+    task: cathdet            # a task of bench.tasks (cathdet, face300w, endovis, keypoints)
     sigma_ref: 256           # sigmas below are pixels of a frame this wide; null = heatmap pixels
     lrs: [1.0e-3, 1.0e-4]    # Adam learning rates, each > 0 (1e-3 works too; YAML reads it as text)
     seeds: 1                 # how many seeds (0 .. seeds-1); `--seeds N` overrides
     data_source: synthetic   # optional: "synthetic" (default) or a path to real data
+                             # (required for keypoints: a COCO export or a .pts folder)
+    image_size: [64, 64]     # keypoints only, optional: (H, W) the images are resized to
+    metric: {pck_radius: 10} # keypoints only, optional: pck_radius and match_radius (pixels
+                             # of the original images), normalizer: [i, j] (NME between two
+                             # landmarks, 0-based)
     extra: {width: 16}       # optional model/augmentation overrides of the task's profile
                              # (bench.tasks.base.OVERRIDABLE: width, depth, kernel_size, ...)
     methods:                 # label -> schedule; the label names the method in MLflow and reports
@@ -64,12 +69,15 @@ TOP_LEVEL_KEYS = (
     "lrs",
     "seeds",
     "data_source",
+    "image_size",
+    "metric",
     "extra",
     "methods",
     "profiles",
     "tune",
 )
 PROFILE_KEYS = ("epochs", "batch_size")
+METRIC_KEYS = ("pck_radius", "normalizer", "match_radius")
 METHOD_KEYS = (
     "schedule",
     "sigma_ref",
@@ -101,6 +109,7 @@ class Grid:
     data_source: str = "synthetic"
     extra: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] = field(default_factory=dict)
+    task_options: dict[str, Any] = field(default_factory=dict)
 
 
 def shipped_grids() -> list[str]:
@@ -169,7 +178,7 @@ def expand_cells(
     replace the grid's learning rates and the profile's epochs. Raises GridError on an unknown
     profile or method label and on non-positive overrides.
     """
-    from bench.tasks import get_task
+    from bench.tasks import task_profiles
 
     where = f"{grid.path}"
     if profile not in PROFILES:
@@ -191,7 +200,7 @@ def expand_cells(
     if epochs is not None and epochs < 1:
         raise GridError(f"{where}: --epochs: {epochs} must be at least 1")
 
-    defaults = get_task(grid.task).profiles[profile]
+    defaults = task_profiles(grid.task)[profile]
     settings = {"epochs": defaults.epochs, "batch_size": defaults.batch_size}
     settings.update(grid.profiles.get(profile, {}))
     if epochs is not None:
@@ -209,6 +218,7 @@ def expand_cells(
             batch_size=settings["batch_size"],
             data_source=grid.data_source,
             extra=dict(grid.extra),
+            task_options=dict(grid.task_options),
         )
         for seed in range(seed_count)
         for lr in chosen_lrs
@@ -313,6 +323,7 @@ class _GridReader:
         profiles = self.profiles(top.get("profiles") or {})
         data_source = self.data_source(top.get("data_source", "synthetic"))
         extra = self.extra(top.get("extra") or {})
+        task_options = self.task_options(task, top, data_source)
         tune = self.tune(top["tune"], methods) if "tune" in top else {}
         return Grid(
             name=self.path.stem,
@@ -325,6 +336,7 @@ class _GridReader:
             data_source=data_source,
             extra=extra,
             tune=tune,
+            task_options=task_options,
         )
 
     def task(self, value: Any) -> str:
@@ -431,6 +443,66 @@ class _GridReader:
         extra = self.mapping(value, ("extra",))
         self.check_keys(extra, OVERRIDABLE, ("extra",))
         return dict(extra)
+
+    def task_options(self, task: str, top: dict[str, Any], data_source: str) -> dict[str, Any]:
+        """The keys of a task shaped by its data; the data check (`bench.inputs.check_data`)
+        compares landmark indices with the data once they are loaded."""
+        from bench.tasks import task_entry
+
+        allowed = task_entry(task).options
+        for key in ("image_size", "metric"):
+            if key in top and key not in allowed:
+                raise self.fail(
+                    (key,),
+                    f"task {task!r} does not take it (its images and metric are fixed); use "
+                    "`task: keypoints` for your own data",
+                )
+        if allowed and data_source == "synthetic":
+            raise self.fail(
+                ("data_source",) if "data_source" in top else ("task",),
+                f"task {task!r} needs data_source: the folder of your COCO keypoints export "
+                "(train.json, test.json) or of your images with .pts files",
+            )
+        options: dict[str, Any] = {}
+        if "image_size" in top:
+            size = top["image_size"]
+            if not isinstance(size, list) or len(size) != 2:
+                raise self.fail(("image_size",), f"must be [height, width], got {size!r}")
+            options["image_size"] = [
+                self.positive(side, ("image_size",), integer=True) for side in size
+            ]
+            if any(side % 16 for side in options["image_size"]):
+                raise self.fail(
+                    ("image_size",),
+                    f"{size} must be multiples of 16 (the U-Net halves the image 4 times)",
+                )
+        if "metric" in top:
+            options["metric"] = self.metric(top["metric"])
+        return options
+
+    def metric(self, value: Any) -> dict[str, Any]:
+        at: KeyPath = ("metric",)
+        metric = self.mapping(value, at)
+        self.check_keys(metric, METRIC_KEYS, at)
+        checked: dict[str, Any] = {
+            key: self.positive(metric[key], (*at, key))
+            for key in ("pck_radius", "match_radius")
+            if key in metric
+        }
+        if "normalizer" in metric:
+            pair = metric["normalizer"]
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+                or pair[0] == pair[1]
+            ):
+                raise self.fail(
+                    (*at, "normalizer"),
+                    f"must be two different 0-based landmark indices [i, j], got {pair!r}",
+                )
+            checked["normalizer"] = list(pair)
+        return checked
 
     def data_source(self, value: Any) -> str:
         if value == "synthetic":

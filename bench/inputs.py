@@ -3,7 +3,8 @@
 Every command runs these before it writes anything (an MLflow run, an Optuna study, a cache
 folder), so that a mistake costs one line and exit code 2 (`bench.cli_options.BadInput`), not a
 failed run per cell or a traceback. Each check raises ValueError with one line that names the
-option and the fix; nothing here creates a file or a folder.
+option and the fix. Nothing here creates a file or a folder, except `check_data`, which caches
+the data it has checked (bad data are never cached).
 """
 
 from __future__ import annotations
@@ -11,8 +12,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from bench.cell import CellConfig
 
 CONNECT_TIMEOUT_S = 3  # whole seconds: libpq refuses a fractional connect_timeout
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:(?P<index>\d+))$")
@@ -168,3 +174,31 @@ def check_database(url: str, what: str) -> None:
     except Exception as error:  # the drivers' errors span several lines; the first says why
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{what} {shown}: cannot connect: {first}") from None
+
+
+def check_data(cells: Sequence[CellConfig], data_root: Path | None) -> list[str]:
+    """Load (or generate), check and cache every dataset the cells train on, and check each
+    cell's task options against its data (`bench.data.sources.prepare_cells`); one line per
+    dataset saying what was done. Bad data or options raise ValueError with the loader's line."""
+    from bench.data.sources import prepare_cells
+
+    try:
+        prepared = prepare_cells(cells, data_root)
+    except OSError as error:
+        where = error.filename or "data_source"
+        raise ValueError(
+            f"{where}: cannot be read ({error.strerror}); check it exists and its permissions"
+        ) from None
+    except RuntimeError as error:
+        raise ValueError(str(error)) from None
+    lines = []
+    for item in prepared:
+        sizes = "/".join(str(len(item.dataset.split(name))) for name in ("train", "val", "test"))
+        layout = item.dataset.layout
+        lines.append(
+            f"data {item.directory.parent.name}/{item.directory.name}: {item.action} in "
+            f"{item.seconds:.1f} s; {sizes} train/val/test images, {len(layout.landmark_names)} "
+            f"landmark(s), {'multi' if layout.multi_instance else 'single'}-instance, "
+            f"{layout.channels} channel(s)"
+        )
+    return lines

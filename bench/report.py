@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from bench import paper
 from bench.comparison import ALPHA, TEST_NAME, paired_comparison
+from bench.data.layout import DataLayout
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from bench.tasks.base import Task
 
 OUTCOMES = ("finished", "diverged", "failed", "killed", "running")
 Curve = tuple[list[float], list[float]]
@@ -66,14 +69,22 @@ class Report:
     regime: pd.DataFrame
     client: Any = field(repr=False)
     reference: str | None = None  # the named comparison reference; None: the best fixed sigma
+    # per landmark: the task's landmark_metric, (method, lr) rows and one column per landmark
+    landmark_metric: str | None = None
+    landmarks: tuple[str, ...] = ()
 
 
 def build_report(
-    uri: str, grid: str, *, profile: str | None = None, reference: str | None = None
+    uri: str,
+    grid: str,
+    *,
+    profile: str | None = None,
+    reference: str | None = None,
+    grid_file: str | None = None,
 ) -> Report:
     """Reads the grid's runs from the store at `uri`; raises ReportError when there are none,
-    or when `reference` (the method the comparison pairs every other with) is not in the grid."""
-    from bench.tasks import get_task
+    or when `reference` (the method the comparison pairs every other with) is not in the grid.
+    grid_file: the grid's YAML (default: the shipped grid `grid`), for the order of methods."""
     from bench.tracking import ROLE_TAG, cell_runs, open_store
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
@@ -91,12 +102,17 @@ def build_report(
     if not runs:
         raise ReportError(f"experiment {grid!r} has no runs with profile {profile!r}")
     task_name = runs[0].data.tags["task"]
-    task = get_task(task_name)
+    task, layout = run_task(runs)
     metrics = task.summary_metrics
+    landmarks = layout.landmark_names if task.landmark_metric else ()
+    per_landmark = [str(task.landmark_metric).format(landmark=name) for name in landmarks]
     selected = select_runs(runs)
-    order = method_order(grid)
+    order = method_order(grid_file or grid)
     records = in_method_order(
-        run_records(selected, tuple(dict.fromkeys([*metrics, task.headline_metric]))), order
+        run_records(
+            selected, tuple(dict.fromkeys([*metrics, task.headline_metric, *per_landmark]))
+        ),
+        order,
     )
     curves = {run.info.run_id: run_curves(client, run, task.validation_metric) for run in selected}
     try:
@@ -117,7 +133,7 @@ def build_report(
         profile=profile,
         uri=uri,
         records=records,
-        table=summarise(records, metrics, task_name, order),
+        table=summarise(records, [*metrics, *per_landmark], task_name, order),
         metrics=metrics,
         validation_metric=task.validation_metric,
         curves=curves,
@@ -128,7 +144,32 @@ def build_report(
         ),
         client=client,
         reference=reference,
+        landmark_metric=task.landmark_metric,
+        landmarks=landmarks,
     )
+
+
+def run_task(runs: Sequence[Any]) -> tuple[Task, DataLayout]:
+    """The Task that scored `runs` (one task) and their data's layout: a data-shaped task
+    (keypoints) is rebuilt from the layout and options its runs recorded, so the report needs
+    neither the grid nor the data."""
+    from bench.tasks import get_task, task_entry
+    from bench.tracking import LAYOUT_TAG, TASK_OPTIONS_TAG
+
+    recorded = next((run for run in runs if LAYOUT_TAG in run.data.tags), runs[0])
+    tags = recorded.data.tags
+    layout = (
+        DataLayout.from_json(tags[LAYOUT_TAG])
+        if LAYOUT_TAG in tags
+        else task_entry(tags["task"]).layout
+    )
+    if layout is None:
+        raise ReportError(
+            f"no cell of task {tags['task']!r} has finished yet, and its landmarks come from "
+            "the data its runs record; report again once one has"
+        )
+    options = json.loads(tags.get(TASK_OPTIONS_TAG, "{}"))
+    return get_task(tags["task"], layout, options), layout
 
 
 REGIME_COLUMNS = ("lr", "method", "seed", "epochs", "best", "best_epoch", "tail_gap", "last_gap")
@@ -416,6 +457,7 @@ def markdown(report: Report) -> str:
         lines += [*_markdown_table(header, rows), ""]
     lines += regime_markdown(report.regime, report.validation_metric)
     lines += comparison_markdown(report.comparison, report.reference)
+    lines += landmark_markdown(report)
     lines += ["## Outcomes", ""]
     outcome_rows = [
         [row["method"], f"{row['lr']:g}", *[str(row[o]) for o in OUTCOMES]]
@@ -445,6 +487,27 @@ def markdown(report: Report) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def landmark_markdown(report: Report) -> list[str]:
+    """The per-landmark table: one row per landmark, one column per (method, lr)."""
+    if not report.landmarks or report.landmark_metric is None:
+        return []
+    rows = report.table.to_dict(orient="records")
+    header = ["landmark", *[f"{row['method']} lr {row['lr']:g}" for row in rows]]
+    body = []
+    for name in report.landmarks:
+        metric = report.landmark_metric.format(landmark=name)
+        body.append([name, *[_cell_text(row, metric) for row in rows]])
+    title = report.landmark_metric.format(landmark="<landmark>")
+    return [
+        f"## Per landmark ({title})",
+        "",
+        *_markdown_table(header, body),
+        "",
+        "![per landmark](figures/per_landmark.png)",
+        "",
+    ]
 
 
 def comparison_markdown(comparison: pd.DataFrame, reference: str | None = None) -> list[str]:
@@ -573,6 +636,21 @@ def write_figures(report: Report, folder: Path, *, overlays: bool = True) -> lis
             title=f"{report.grid}: mean sigma per epoch (profile {report.profile})",
         )
         paths.append(figures.save(figure, folder / "figures" / "sigma_per_epoch.png"))
+    if report.landmarks and report.landmark_metric is not None:
+        values = {
+            f"{row['method']} lr {row['lr']:g}": [
+                float(row[report.landmark_metric.format(landmark=name)])
+                for name in report.landmarks
+            ]
+            for row in report.table.to_dict(orient="records")
+        }
+        figure = figures.landmark_bars(
+            report.landmarks,
+            values,
+            ylabel=report.landmark_metric.format(landmark="<landmark>"),
+            title=f"{report.grid}: per landmark, mean over seeds (profile {report.profile})",
+        )
+        paths.append(figures.save(figure, folder / "figures" / "per_landmark.png"))
     return paths
 
 

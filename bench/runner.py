@@ -71,11 +71,12 @@ class TaskMetrics:
     test: str
 
     @classmethod
-    def of(cls, task: str) -> TaskMetrics:
-        from bench.tasks import get_task
+    def of(cls, cell: CellConfig, data_root: Path | None = None) -> TaskMetrics:
+        """A data-shaped task (keypoints) reads its layout from the cell's cached data."""
+        from bench.data.sources import cell_task
 
-        spec = get_task(task)
-        return cls(spec.validation_metric, spec.summary_metrics[0])
+        task = cell_task(cell, data_root)
+        return cls(task.validation_metric, task.summary_metrics[0])
 
 
 def default_jobs(device: str) -> int:
@@ -96,7 +97,10 @@ def worker_devices(device: str, jobs: int) -> list[str]:
 
 
 def plan(
-    cells: Sequence[CellConfig], runs_by_key: Mapping[str, Sequence[Any]], force: bool
+    cells: Sequence[CellConfig],
+    runs_by_key: Mapping[str, Sequence[Any]],
+    force: bool,
+    data_root: Path | None = None,
 ) -> tuple[list[CellConfig], list[CellReport]]:
     """(cells to run, reports of cells skipped because a FINISHED run of their key exists)."""
     to_run: list[CellConfig] = []
@@ -107,7 +111,7 @@ def plan(
             to_run.append(cell)
             continue
         finished = next(run for run in runs if run.info.status == "FINISHED")
-        metrics = TaskMetrics.of(cell.task)
+        metrics = TaskMetrics.of(cell, data_root)
         skipped.append(
             CellReport(
                 cell,
@@ -162,7 +166,9 @@ def run_grid(
 
     # runs of earlier invocations whose process died (SIGKILL, a crash) are closed first
     orphans = close_orphans(client, running_runs(client, experiment_id))
-    to_run, skipped = plan(cells, cell_runs(client, experiment_id), options.force)
+    to_run, skipped = plan(
+        cells, cell_runs(client, experiment_id), options.force, options.data_root
+    )
     if not to_run:
         return skipped
     tracker = GridTracker.start(
@@ -189,7 +195,7 @@ def run_grid(
     display.close()
     counts = outcome_counts(reports)
     failed = any(report.outcome in FAILED_OUTCOMES for report in reports)
-    tracker.describe(summary_markdown(skipped + reports))
+    tracker.describe(summary_markdown(skipped + reports, options.data_root))
     tracker.finish("FAILED" if failed else "FINISHED", {**counts, "skipped": len(skipped)})
     return skipped + reports
 
@@ -203,9 +209,11 @@ def outcome_counts(reports: Sequence[CellReport]) -> dict[str, int]:
     return counts
 
 
-def summary_rows(reports: Sequence[CellReport]) -> list[tuple[str, ...]]:
+def summary_rows(
+    reports: Sequence[CellReport], data_root: Path | None = None
+) -> list[tuple[str, ...]]:
     """The header and one row per cell: cell, outcome, validation metric, test metric, time."""
-    metrics = TaskMetrics.of(reports[0].cell.task)
+    metrics = TaskMetrics.of(reports[0].cell, data_root)
     header = ("cell", "outcome", f"{metrics.validation} (last epoch)", metrics.test, "time (s)")
     return [
         header,
@@ -222,20 +230,20 @@ def summary_rows(reports: Sequence[CellReport]) -> list[tuple[str, ...]]:
     ]
 
 
-def summary_markdown(reports: Sequence[CellReport]) -> str:
+def summary_markdown(reports: Sequence[CellReport], data_root: Path | None = None) -> str:
     """`summary_rows` as a Markdown table (the parent run's description in MLflow)."""
     if not reports:
         return "no cells"
-    header, *rows = summary_rows(reports)
+    header, *rows = summary_rows(reports, data_root)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
-def summary_table(reports: Sequence[CellReport]) -> str:
+def summary_table(reports: Sequence[CellReport], data_root: Path | None = None) -> str:
     """`summary_rows` as a fixed-width table (the end of `bench run`)."""
     if not reports:
         return "no cells"
-    header, *rows = summary_rows(reports)
+    header, *rows = summary_rows(reports, data_root)
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     lines = [
         "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
@@ -270,7 +278,11 @@ class _Session:
         key = cell_key(cell)
         run_id = self.tracker.start_cell(cell, device)
         self.open[key] = _OpenCell(
-            cell, run_id, slot, time.perf_counter(), TaskMetrics.of(cell.task)
+            cell,
+            run_id,
+            slot,
+            time.perf_counter(),
+            TaskMetrics.of(cell, self.options.data_root),
         )
         self.progress.cell_started(slot, cell, device)
         return key

@@ -37,6 +37,9 @@ REMOTE_SCHEMES = ("http://", "https://", "databricks")
 CELL_DONE, CELL_FAILED, CELL_PENDING = "done", "failed", "pending"
 NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description in the MLflow UI
 DIGEST_LENGTH = 16  # of the dataset's content hash, as the MLflow dataset digest
+# what `bench report` needs to rebuild a data-shaped task (keypoints) without the data
+LAYOUT_TAG = "data.layout"  # the dataset's DataLayout as JSON
+TASK_OPTIONS_TAG = "task_options"  # the cell's task_options as JSON (only when it has some)
 # The experiment's runs tab with the cell runs only, listed flat: MLflow 3.17's runs table folds
 # child runs under their (collapsed) parent row unless it is filtered and sorted by something
 # other than the start time, so the query filters on the cell role and sorts by run name; the
@@ -286,6 +289,8 @@ class GridTracker:
             "device": device,
             "outcome": "running",
         }
+        if cell.task_options:
+            tags[TASK_OPTIONS_TAG] = json.dumps(cell.task_options, sort_keys=True)
         run = self.client.create_run(
             self.experiment_id, run_name=f"{cell.method}-lr{cell.lr:g}-s{cell.seed}", tags=tags
         )
@@ -344,7 +349,8 @@ class GridTracker:
 
     def log_dataset(self, run_id: str, data: Mapping[str, str]) -> None:
         """The cell's dataset as an MLflow dataset input (the UI's Dataset column): its name, the
-        cache's content hash as digest, the cache folder as source, the split sizes as profile."""
+        cache's content hash as digest, the cache folder as source, the split sizes as profile;
+        and its layout as the LAYOUT_TAG tag."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         dataset = Dataset(
@@ -356,6 +362,7 @@ class GridTracker:
         )
         context = InputTag(key="mlflow.data.context", value="training")
         self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[context])])
+        self.client.set_tag(run_id, LAYOUT_TAG, data["layout"])
 
     def describe(self, summary_markdown: str) -> None:
         """The parent run's description (MLflow's note): the invocation's summary table."""

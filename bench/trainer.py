@@ -46,7 +46,7 @@ from bench.augment import random_rotation
 from bench.cell import CellConfig, cell_key
 from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
 from bench.data.dataset import LandmarkDataset, Split
-from bench.data.registry import Prepared, prepare_dataset
+from bench.data.sources import Prepared, prepare_dataset
 from bench.schedule import build_schedule, sigma_scale
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
@@ -141,10 +141,12 @@ def train_cell(
     torch_device = resolve_device(device)
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    task = get_task(cell.task)
-    settings = task.settings(cell.profile, cell.extra)
-    prepared = prepare_dataset(cell.task, cell.profile, cell.data_source, data_root)
+    prepared = prepare_dataset(
+        cell.task, cell.profile, cell.data_source, data_root, image_size=cell.image_size
+    )
     dataset = prepared.dataset
+    task = get_task(cell.task, dataset.layout, cell.task_options)
+    settings = task.settings(cell.profile, cell.extra)
     key = cell_key(cell)
     loop = LoopConfig(
         batch_size=cell.batch_size,
@@ -370,7 +372,8 @@ def on_device(split: Split, device: torch.device) -> Split:
 
 def data_record(prepared: Prepared) -> dict[str, str]:
     """The dataset as MLflow records a run's input: "task/variant", the cache's content hash, the
-    cache folder, and the split sizes (JSON)."""
+    cache folder, the split sizes and the layout (JSON; `bench report` rebuilds the task from
+    it)."""
     from bench.data.cache import MANIFEST
 
     manifest = json.loads((prepared.directory / MANIFEST).read_text())
@@ -380,6 +383,7 @@ def data_record(prepared: Prepared) -> dict[str, str]:
         "digest": str(manifest["content_hash"]),
         "source": str(prepared.directory.resolve()),
         "splits": json.dumps(sizes),
+        "layout": prepared.dataset.layout.to_json(),
     }
 
 

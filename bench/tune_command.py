@@ -83,11 +83,11 @@ def tune(
 
     from bench import inputs, queue, tracking
     from bench import tune as tuning
-    from bench.data.registry import data_root as default_data_root
+    from bench.data.sources import cell_task
+    from bench.data.sources import data_root as default_data_root
     from bench.grid import GridError, expand_cells, load_grid
     from bench.progress import Progress
     from bench.schedule import KEYS_BY_KIND
-    from bench.tasks import get_task
     from bench.tune_space import read_tune_section
 
     if trials is None and not show:
@@ -123,11 +123,14 @@ def tune(
         storage_url = storage or f"sqlite:///{tracking.store_folder(uri) / 'optuna.db'}"
         inputs.check_storage_url(storage_url, "--storage")
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
+        data_lines = inputs.check_data([base], data_root)
     except ValueError as error:  # GridError and the checks of bench.inputs
         raise BadInput(str(error)) from None
     if profile == "auto":
         click.echo(inputs.auto_profile_note(chosen), err=True)
     profile = chosen
+    for line in data_lines:
+        click.echo(line, err=True)
 
     first_move = tuning.first_sigma_move(spec, base)
     if base.epochs <= first_move:
@@ -142,7 +145,7 @@ def tune(
     if warning:
         click.echo(warning, err=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    validation_metric = get_task(grid.task).validation_metric
+    validation_metric = cell_task(base, data_root).validation_metric
     try:
         study = tuning.open_study(
             queue.open_storage(storage_url), name, base, spec, validation_metric, seed

@@ -181,7 +181,7 @@ class Worker:
         # runs (and parent runs) of workers whose process died, on this host or long silent
         orphans = close_orphans(client, running_runs(client, experiment_id))
         runs = {cell_key(cell): cell_runs_of(client, experiment_id, cell)}
-        _, skipped = plan([cell], runs, False)
+        _, skipped = plan([cell], runs, False, self.options.data_root)
         if skipped:
             return skipped[0]
         tracker = self.tracker(uri, client, experiment_id, cell, queued)

@@ -88,7 +88,7 @@ def worker(
 
     from bench import inputs, queue, runner
     from bench import worker as workers
-    from bench.data.registry import data_root as default_data_root
+    from bench.data.sources import data_root as default_data_root
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -142,7 +142,7 @@ def worker(
         click.echo("no cell was waiting; nothing to do", err=True)
         return
     for task_reports in workers.reports_by_task(reports).values():
-        click.echo(runner.summary_table(task_reports))
+        click.echo(runner.summary_table(task_reports, data_root))
     failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
     if failed:
         click.echo(
@@ -153,7 +153,9 @@ def worker(
         sys.exit(1)
 
 
-def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: str) -> None:
+def enqueue_grid(
+    queue_url: str, grid_name: str, cells: list[CellConfig], uri: str, data_root: Path | None
+) -> None:
     """`bench run --grid NAME --queue URL`: creates the MLflow store and the grid's experiment
     (here, once, before any worker starts), then queues the cells that have no FINISHED run."""
     import optuna
@@ -167,7 +169,9 @@ def enqueue_grid(queue_url: str, grid_name: str, cells: list[CellConfig], uri: s
         click.echo(warning, err=True)
     client = tracking.open_store(uri)
     experiment_id = tracking.ensure_experiment(client, uri, grid_name)
-    to_queue, finished = plan(cells, tracking.cell_runs(client, experiment_id), force=False)
+    to_queue, finished = plan(
+        cells, tracking.cell_runs(client, experiment_id), force=False, data_root=data_root
+    )
     try:
         storage = queue.open_storage(queue_url)
         summary = queue.enqueue_cells(storage, grid_name, to_queue, uri)

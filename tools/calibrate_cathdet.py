@@ -21,7 +21,7 @@ import torch
 
 from adaloss.metrics import point_error
 from bench.cell import CellConfig
-from bench.data.registry import load_dataset
+from bench.data.sources import load_dataset
 from bench.data.synthetic import cathdet
 from bench.schedule import ScheduleConfig
 from bench.tasks.base import to_reference

@@ -34,9 +34,9 @@ SEEDS = (0, 1)
 def synthetic_module(task: str) -> Any:
     import importlib
 
-    from bench.data.registry import task_spec
+    from bench.tasks import task_entry
 
-    return importlib.import_module(task_spec(task).synthetic_module)
+    return importlib.import_module(str(task_entry(task).synthetic))
 
 
 def cell_result(job: dict[str, Any]) -> dict[str, Any]:

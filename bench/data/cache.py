@@ -6,6 +6,7 @@ One cached variant is one directory:
     <split>.images.npy                (N, C, H, W) float32
     <split>.points.npy                (N, K, 2) or (N, K, M, 2) float32, NaN for missing
     <split>.subset.<name>.npy         (n,) int64 indices into the split
+    <split>.frames.npy                (N, 2) int64 each image's reporting frame (only when set)
 
 `provenance` is whatever determines the content (generator module and version, parameters, seed;
 or the real data's path and fingerprint). `load_cached` returns None, after one warning line, when
@@ -68,6 +69,8 @@ def array_files(dataset: LandmarkDataset) -> dict[str, np.ndarray]:
         for subset_name, indices in split.subsets.items():
             _check_name(subset_name, "subset")
             files[f"{split_name}.subset.{subset_name}.npy"] = _contiguous(indices, np.int64)
+        if split.frames is not None:
+            files[f"{split_name}.frames.npy"] = _contiguous(split.frames, np.int64)
     return files
 
 
@@ -107,6 +110,7 @@ def save_dataset(
                     "image_shape": list(split.images.shape[1:]),
                     "points_shape": list(split.points.shape[1:]),
                     "subsets": {k: len(v) for k, v in split.subsets.items()},
+                    "frames": split.frames is not None,
                 }
                 for name, split in dataset.splits.items()
             },
@@ -239,6 +243,7 @@ def _map_dataset(directory: Path, manifest: dict[str, Any]) -> LandmarkDataset:
             subsets={
                 subset: mapped(f"{split_name}.subset.{subset}.npy") for subset in info["subsets"]
             },
+            frames=mapped(f"{split_name}.frames.npy") if info.get("frames") else None,
         )
         for split_name, info in manifest["splits"].items()
     }

@@ -15,7 +15,7 @@ from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
 from bench.profiles import PROFILES
 
 if TYPE_CHECKING:
-    from bench.data.registry import Prepared
+    from bench.data.sources import Prepared
 
 
 profile_option = click.option(
@@ -43,19 +43,25 @@ def data() -> None:
 @data_root_option
 def list_command(data_root: Path | None) -> None:
     """Tasks, profiles and the cached variants with their size and status."""
-    from bench.data import registry
+    from bench.data import sources
+    from bench.tasks import TASKS
 
     click.echo("tasks:")
-    for spec in registry.TASKS.values():
-        height, width = spec.reference_size
-        kind = "multi-instance" if spec.multi_instance else "one per landmark"
-        click.echo(
-            f"  {spec.name:<9} {len(spec.landmark_names):>3} landmarks ({kind}), "
-            f"{spec.channels} channel(s), reference {height}x{width}: {spec.description}"
-        )
+    for entry in TASKS.values():
+        layout = entry.layout
+        if layout is None:
+            shape = "landmarks, channels and instances from the data"
+        else:
+            height, width = layout.reference_size
+            kind = "multi-instance" if layout.multi_instance else "one per landmark"
+            shape = (
+                f"{len(layout.landmark_names):>3} landmarks ({kind}), {layout.channels} "
+                f"channel(s), reference {height}x{width}"
+            )
+        click.echo(f"  {entry.name:<9} {shape}: {entry.description}")
     click.echo(f"profiles: {', '.join(PROFILES)}")
-    base = registry.data_root(data_root)
-    variants = registry.cached_variants(data_root)
+    base = sources.data_root(data_root)
+    variants = sources.cached_variants(data_root)
     if not variants:
         click.echo(f"cached variants under {base}: none (run `bench data prepare TASK`)")
         return
@@ -64,7 +70,7 @@ def list_command(data_root: Path | None) -> None:
         counts = ""
         if status.manifest is not None:
             splits = status.manifest.get("splits", {})
-            counts = "/".join(str(splits.get(s, {}).get("size", "?")) for s in registry.SPLITS)
+            counts = "/".join(str(splits.get(s, {}).get("size", "?")) for s in sources.SPLITS)
             shape = splits.get("train", {}).get("image_shape")
             if shape:
                 counts += f" (train/val/test), {shape[0]}x{shape[1]}x{shape[2]}"
@@ -82,7 +88,7 @@ def list_command(data_root: Path | None) -> None:
 @data_root_option
 def prepare_command(task: str, profile: str, source: str, data_root: Path | None) -> None:
     """Generate (or load real data for) TASK once and cache it under the root."""
-    from bench.data import registry
+    from bench.data import sources
 
     _check_task(task)
     prepared = _prepare(task, profile, source, data_root)
@@ -98,7 +104,7 @@ def prepare_command(task: str, profile: str, source: str, data_root: Path | None
     click.echo(
         f"  {sizes}; images {height}x{width}x{data_set.channels}; "
         f"{data_set.num_landmarks} landmarks; {_megabytes(total)}; "
-        f"splits {', '.join(registry.SPLITS)}"
+        f"splits {', '.join(sources.SPLITS)}"
     )
 
 
@@ -129,12 +135,12 @@ def show_command(
     count: int,
 ) -> None:
     """Write a grid of TASK's images with landmarks drawn (coloured by group) to --out."""
-    from bench.data import registry
+    from bench.data import sources
 
     _check_task(task)
-    if split not in registry.SPLITS:
+    if split not in sources.SPLITS:
         raise click.BadParameter(
-            f"unknown split {split!r}; choose one of: {', '.join(registry.SPLITS)}",
+            f"unknown split {split!r}; choose one of: {', '.join(sources.SPLITS)}",
             param_hint="'--split'",
         )
     prepared = _prepare(task, profile, source, data_root)
@@ -152,18 +158,19 @@ def show_command(
 
 
 def _check_task(task: str) -> None:
-    from bench.data import registry
 
-    if task not in registry.TASKS:
+    from bench.tasks import TASK_NAMES
+
+    if task not in TASK_NAMES:
         raise click.BadParameter(
-            f"unknown task {task!r}; choose one of: {', '.join(registry.TASKS)}",
+            f"unknown task {task!r}; choose one of: {', '.join(TASK_NAMES)}",
             param_hint="'TASK'",
         )
 
 
 def _prepare(task: str, profile: str, source: str, data_root: Path | None) -> Prepared:
-    """registry.prepare_dataset with its errors turned into one-line CLI errors."""
-    from bench.data import registry
+    """sources.prepare_dataset with its errors turned into one-line CLI errors."""
+    from bench.data import sources
     from bench.inputs import check_writable_folder
 
     if source != "synthetic" and not Path(source).exists():
@@ -172,8 +179,8 @@ def _prepare(task: str, profile: str, source: str, data_root: Path | None) -> Pr
             param_hint="'--source'",
         )
     try:
-        check_writable_folder(registry.data_root(data_root), "--data-root")
-        return registry.prepare_dataset(task, profile, source, data_root)
+        check_writable_folder(sources.data_root(data_root), "--data-root")
+        return sources.prepare_dataset(task, profile, source, data_root)
     except (RuntimeError, ValueError, FileNotFoundError) as error:
         raise BadInput(str(error)) from None
 

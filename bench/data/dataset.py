@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench.data.layout import DataLayout
+
 
 @dataclass(frozen=True)
 class Split:
@@ -20,11 +22,14 @@ class Split:
     points: (N, K, 2) for one instance per landmark, or (N, K, M, 2) for up to M instances.
     subsets: name -> (n,) int64 indices into the split (e.g. "common", "with-scissors");
         the whole split is always available as "full" through `subset_indices`.
+    frames: (N, 2) int64 (H, W) of each image's own reporting frame, for data whose original
+        images differ in size; None: every image reports in the dataset's `reference_size`.
     """
 
     images: torch.Tensor
     points: torch.Tensor
     subsets: dict[str, torch.Tensor] = field(default_factory=dict)
+    frames: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -35,6 +40,8 @@ class Split:
             )
         if self.points.shape[0] != self.images.shape[0]:
             raise ValueError(f"{self.images.shape[0]} images but {self.points.shape[0]} point sets")
+        if self.frames is not None and tuple(self.frames.shape) != (self.images.shape[0], 2):
+            raise ValueError(f"frames must be (N, 2), got shape {tuple(self.frames.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -56,7 +63,8 @@ class LandmarkDataset:
     landmark_groups: group name -> landmark indices (face regions; one group per landmark
         class elsewhere), used for colouring previews and for per-region reports.
     reference_size: (H, W) of the frame in which point errors are reported (CathDet 256 x 256,
-        EndoVis 576 x 720); stored images may be smaller (profile `quick`).
+        EndoVis 576 x 720; for images of several sizes the most common one, each split's
+        `frames` giving every image's own); stored images may be smaller (profile `quick`).
     """
 
     task: str
@@ -83,6 +91,16 @@ class LandmarkDataset:
     @property
     def multi_instance(self) -> bool:
         return next(iter(self.splits.values())).points.ndim == 4
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(
+            landmark_names=self.landmark_names,
+            landmark_groups=self.landmark_groups,
+            reference_size=self.reference_size,
+            channels=self.channels,
+            multi_instance=self.multi_instance,
+        )
 
     def split(self, name: str) -> Split:
         if name not in self.splits:

@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from bench.profiles import PROFILES
+from bench.tasks import SYNTHETIC_TASKS
 
 GOAL_SECONDS = 60.0
-TASK_NAMES = ("cathdet", "face300w", "endovis")
 
 
 @click.command()
@@ -33,7 +33,7 @@ TASK_NAMES = ("cathdet", "face300w", "endovis")
     "--task",
     "tasks",
     multiple=True,
-    type=click.Choice(TASK_NAMES),
+    type=click.Choice(SYNTHETIC_TASKS),
     help="Only these tasks (repeatable); default all.",
 )
 @click.option(
@@ -43,9 +43,9 @@ def data(profile: str, tasks: tuple[str, ...], repeats: int) -> None:
     """Time generating each task's synthetic profile and loading the cached copy."""
     import torch
 
-    from bench.data.registry import prepare_dataset
+    from bench.data.sources import prepare_dataset
 
-    chosen = tasks or TASK_NAMES
+    chosen = tasks or SYNTHETIC_TASKS
     click.echo(
         f"profile {profile}; load = median of {repeats} memory-mapped loads with hash check; "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"

@@ -24,6 +24,7 @@ import click
 
 from bench.cli_options import data_root_option
 from bench.profiles import PROFILES
+from bench.tasks import SYNTHETIC_TASKS
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +33,14 @@ GOAL_OVERHEAD = 0.10
 
 
 @click.command()
-@click.option("--task", "task_name", default="cathdet", show_default=True, help="A bench task.")
+@click.option(
+    "--task",
+    "task_name",
+    type=click.Choice(SYNTHETIC_TASKS),
+    default="cathdet",
+    show_default=True,
+    help="A task with synthetic data.",
+)
 @click.option(
     "--profile",
     type=click.Choice(PROFILES),
@@ -65,7 +73,7 @@ def trainer(
     PyTorch loop doing the same forward and backward passes; goal: at most 10 % overhead."""
     import torch
 
-    from bench.data.registry import load_dataset
+    from bench.data.sources import load_dataset
     from bench.tasks import get_task
     from bench.trainer import deterministic_algorithms, resolve_device
 

@@ -16,7 +16,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from adaloss.decode import decode_argmax
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
+from bench.models import UNet
 
 # The keys a grid may override through `CellConfig.extra`. epochs and batch_size are cell fields.
 OVERRIDABLE = ("width", "depth", "kernel_size", "rotation_deg", "normalize")
@@ -58,6 +59,8 @@ class Task(ABC):
         (test metrics from `test`, and "ntv_all", "ntv_last" which the trainer adds).
     headline_metric: the test metric on which a report compares adaptive schedules with the best
         fixed sigma (`bench.comparison`); headline_higher_is_better: its direction.
+    landmark_metric: a test metric per landmark, "{landmark}" standing for its name, which the
+        report tabulates per landmark; None when the task has one landmark or too many to list.
     """
 
     name: str
@@ -66,6 +69,7 @@ class Task(ABC):
     summary_metrics: tuple[str, ...]
     headline_metric: str
     headline_higher_is_better: bool = False
+    landmark_metric: str | None = None
 
     def settings(self, profile: str, extra: Mapping[str, Any] | None = None) -> TaskProfile:
         """The profile's defaults with the model/augmentation keys of `extra` replaced.
@@ -88,11 +92,23 @@ class Task(ABC):
     def resolve(self, profile: str | TaskProfile) -> TaskProfile:
         return self.settings(profile) if isinstance(profile, str) else profile
 
-    @abstractmethod
+    # the activation of the default model; a task with another model overrides build_model
+    unet_activation: ClassVar[type[nn.Module]] = nn.ReLU
+
     def build_model(
         self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
     ) -> nn.Module:
-        """A fresh model mapping (B, in_channels, H, W) to (B, num_landmarks, H, W)."""
+        """A fresh model mapping (B, in_channels, H, W) to (B, num_landmarks, H, W): the paper's
+        U-Net (2 depth + 1 conv layers, BatchNorm) at the profile's width, depth and kernel."""
+        settings = self.resolve(profile)
+        return UNet(
+            in_channels,
+            num_landmarks,
+            width=settings.width,
+            depth=settings.depth,
+            kernel_size=settings.kernel_size,
+            activation=self.unet_activation,
+        )
 
     def decode(self, heatmaps: Tensor) -> Tensor:
         """(B, K, H, W) heatmaps -> points in heatmap pixels on the CPU: (B, K, 2), or
@@ -113,9 +129,17 @@ class Task(ABC):
         errors) of decoded `points` on `split`."""
 
 
-def to_reference(points: Tensor, dataset: LandmarkDataset) -> Tensor:
-    """Points (..., 2) in pixels of the stored images -> pixels of the reference frame."""
-    return rescale_points(points.double(), dataset.image_size, dataset.reference_size)
+def to_reference(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
+    """Points (N, K, 2) or (N, K, M, 2) of `split`'s images, in pixels of the stored images ->
+    pixels of each image's reporting frame (the split's `frames`, else the dataset's
+    `reference_size`), by docs/design.md's `x_ref = (u + 0.5) * W_ref / W - 0.5`."""
+    if split.frames is None:
+        return rescale_points(points.double(), dataset.image_size, dataset.reference_size)
+    height, width = dataset.image_size
+    frames = split.frames.double()
+    scale = torch.stack([frames[:, 1] / width, frames[:, 0] / height], dim=-1)
+    scale = scale.reshape(len(scale), *([1] * (points.ndim - 2)), 2)
+    return (points.double() + 0.5) * scale - 0.5
 
 
 def landmark_group(dataset: LandmarkDataset) -> list[str]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from adaloss.metrics import point_error
 from bench.data.dataset import LandmarkDataset, Split
-from bench.models import UNet
-from bench.tasks.base import Task, TaskProfile, landmark_group, percent, to_reference
+from bench.tasks.base import Task, TaskProfile, landmark_group, to_reference
+from bench.tasks.scoring import distance_summary
 
 WITHIN_PX = (2.0, 5.0, 10.0)
 
@@ -31,24 +30,9 @@ PROFILES = {
 def point_errors(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
     """(N, K) distances in reference pixels between decoded (N, K, 2) points and the truth;
     NaN where the landmark is missing."""
-    return point_error(to_reference(points, dataset), to_reference(split.points, dataset))
-
-
-def distance_summary(errors: Tensor, prefix: str) -> dict[str, float]:
-    """Mean, median, 90th percentile and "within r px" rates (%) of the finite errors."""
-    values = errors[~torch.isnan(errors)].double()
-    if values.numel() == 0:
-        raise ValueError(f"{prefix}: no labelled landmark to score")
-    summary = {
-        f"{prefix}_distance": float(values.mean()),
-        f"{prefix}_distance_median": float(values.median()),
-        f"{prefix}_distance_p90": float(torch.quantile(values, 0.9)),
-    }
-    for radius in WITHIN_PX:
-        summary[f"{prefix}_within_{radius:g}px"] = percent(
-            float((values <= radius).double().mean())
-        )
-    return summary
+    return point_error(
+        to_reference(points, split, dataset), to_reference(split.points, split, dataset)
+    )
 
 
 @dataclass(frozen=True)
@@ -66,20 +50,8 @@ class CathDet(Task):
         "sigma_final_mean",
     )
 
-    def build_model(
-        self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
-    ) -> nn.Module:
-        settings = self.resolve(profile)
-        return UNet(
-            in_channels,
-            num_landmarks,
-            width=settings.width,
-            depth=settings.depth,
-            kernel_size=settings.kernel_size,
-        )
-
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
-        summary = distance_summary(point_errors(points, split, dataset), "val")
+        summary = distance_summary(point_errors(points, split, dataset), "val", WITHIN_PX)
         return {key: summary[key] for key in ("val_distance", "val_distance_median")}
 
     def test(
@@ -90,7 +62,7 @@ class CathDet(Task):
         for index, (name, group) in enumerate(
             zip(dataset.landmark_names, landmark_group(dataset), strict=True)
         ):
-            summary = distance_summary(errors[:, index], "test")
+            summary = distance_summary(errors[:, index], "test", WITHIN_PX)
             rows.append(
                 {
                     "landmark": name,
@@ -99,4 +71,4 @@ class CathDet(Task):
                     "median_distance": summary["test_distance_median"],
                 }
             )
-        return distance_summary(errors, "test"), rows
+        return distance_summary(errors, "test", WITHIN_PX), rows

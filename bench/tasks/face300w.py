@@ -55,7 +55,7 @@ PROFILES = {
 
 def image_nme(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
     """(N,) inter-ocular NME (a fraction) of decoded (N, 68, 2) points, in the reference frame."""
-    return nme(to_reference(points, dataset), to_reference(split.points, dataset))
+    return nme(to_reference(points, split, dataset), to_reference(split.points, split, dataset))
 
 
 def nme_summary(values: Tensor, prefix: str, suffix: str = "") -> dict[str, float]:
@@ -114,7 +114,7 @@ class Face300W(Task):
 def landmark_rows(points: Tensor, split: Split, dataset: LandmarkDataset) -> list[dict[str, Any]]:
     """Per landmark: mean error normalised by each image's inter-ocular distance (%) and mean
     error in reference pixels, over the whole split."""
-    pred, true = to_reference(points, dataset), to_reference(split.points, dataset)
+    pred, true = to_reference(points, split, dataset), to_reference(split.points, split, dataset)
     errors = point_error(pred, true)  # (N, 68)
     left, right = OUTER_EYE_CORNERS
     interocular = point_error(true[:, left], true[:, right])  # (N,), the normaliser of `nme`

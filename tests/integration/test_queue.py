@@ -42,7 +42,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def smoke_data() -> None:
     """Generates the smoke dataset once, before several workers would each make it."""
-    from bench.data.registry import load_dataset
+    from bench.data.sources import load_dataset
 
     load_dataset("cathdet", profile="smoke")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.data import cache, registry
+from bench.data import cache, sources
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.synthetic import cathdet
 
@@ -45,9 +45,9 @@ def file_digests(directory: Path) -> dict[str, str]:
 
 
 def test_same_seed_same_bytes_and_another_seed_differs(tmp_path: Path) -> None:
-    first = registry.prepare_dataset("cathdet", "smoke", root=tmp_path / "a")
-    second = registry.prepare_dataset("cathdet", "smoke", root=tmp_path / "b")
-    other = registry.prepare_dataset("cathdet", "smoke", root=tmp_path / "c", seed=1)
+    first = sources.prepare_dataset("cathdet", "smoke", root=tmp_path / "a")
+    second = sources.prepare_dataset("cathdet", "smoke", root=tmp_path / "b")
+    other = sources.prepare_dataset("cathdet", "smoke", root=tmp_path / "c", seed=1)
     assert first.action == second.action == other.action == "generated"
     assert file_digests(first.directory) == file_digests(second.directory)
     a, c = file_digests(first.directory), file_digests(other.directory)
@@ -92,7 +92,7 @@ def mapped_files() -> dict[str, list[tuple[int, int]]]:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
 def test_load_is_memory_mapped(tmp_path: Path) -> None:
-    prepared = registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    prepared = sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     images = prepared.dataset.split("train").images
     path = str((prepared.directory / "train.images.npy").resolve())
     ranges = mapped_files().get(path, [])
@@ -101,15 +101,15 @@ def test_load_is_memory_mapped(tmp_path: Path) -> None:
 
 
 def test_unchanged_request_reuses_the_cache(tmp_path: Path) -> None:
-    assert registry.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
-    assert registry.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "cached"
+    assert sources.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
+    assert sources.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "cached"
 
 
 def test_parameter_change_regenerates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     changed = dataclasses.replace(cathdet.PROFILES["smoke"], n_train=5)
     monkeypatch.setitem(cathdet.PROFILES, "smoke", changed)
-    again = registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    again = sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     assert again.action == "generated"
     assert len(again.dataset.split("train")) == 5
     manifest = json.loads((again.directory / "manifest.json").read_text())
@@ -119,10 +119,10 @@ def test_parameter_change_regenerates(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_generator_version_change_regenerates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     monkeypatch.setattr(cathdet, "GENERATOR_VERSION", cathdet.GENERATOR_VERSION + 1)
-    assert registry.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
-    status = registry.cached_variants(tmp_path)
+    assert sources.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
+    status = sources.cached_variants(tmp_path)
     assert [(task, s.state) for task, s in status] == [("cathdet", "ok")]
 
 
@@ -130,7 +130,7 @@ def test_generator_version_change_regenerates(
 def test_corrupt_or_partial_cache_is_regenerated_with_one_warning(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    first = sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     good = file_digests(first.directory)
     target = first.directory / "train.images.npy"
     if damage == "flip":
@@ -147,9 +147,9 @@ def test_corrupt_or_partial_cache_is_regenerated_with_one_warning(
         damage, "partial"
     )
     # the listing does not hash: a flipped byte is only caught when the data are loaded
-    assert registry.cached_variants(tmp_path)[0][1].state == expected_state
+    assert sources.cached_variants(tmp_path)[0][1].state == expected_state
     with caplog.at_level(logging.WARNING, logger="bench.data.cache"):
-        again = registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+        again = sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     assert again.action == "generated"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "\n" not in warnings[0]
@@ -169,7 +169,7 @@ def test_writes_are_atomic_and_leave_no_temporaries(tmp_path: Path) -> None:
 @pytest.mark.slow  # two fresh interpreters importing torch
 def test_parallel_workers_prepare_one_variant(tmp_path: Path) -> None:
     script = (
-        "import sys; from bench.data.registry import prepare_dataset; "
+        "import sys; from bench.data.sources import prepare_dataset; "
         "from bench.data.cache import content_hash; "
         "print(content_hash(prepare_dataset('cathdet', 'smoke', root=sys.argv[1]).dataset))"
     )
@@ -183,22 +183,24 @@ def test_parallel_workers_prepare_one_variant(tmp_path: Path) -> None:
     assert all(w.returncode == 0 for w in workers)
     assert len(hashes) == 1
     assert [p.name for p in (tmp_path / "cathdet").iterdir()] == ["synthetic-smoke"]
-    assert registry.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "cached"
+    assert sources.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "cached"
 
 
 def test_root_defaults_to_env_then_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(registry.ROOT_ENV, "/somewhere/else")
-    assert registry.data_root() == Path("/somewhere/else")
-    assert registry.data_root("given") == Path("given")
-    monkeypatch.delenv(registry.ROOT_ENV)
-    assert registry.data_root() == Path("datasets")
+    monkeypatch.setenv(sources.ROOT_ENV, "/somewhere/else")
+    assert sources.data_root() == Path("/somewhere/else")
+    assert sources.data_root("given") == Path("given")
+    monkeypatch.delenv(sources.ROOT_ENV)
+    assert sources.data_root() == Path("datasets")
 
 
 def test_unknown_task_and_profile_name_the_choices() -> None:
-    with pytest.raises(ValueError, match="unknown task 'nope'; choose one of: cathdet, face300w"):
-        registry.load_dataset("nope")
+    with pytest.raises(
+        ValueError, match=r"unknown task 'nope'; known tasks: cathdet, face300w, endovis, keypoints"
+    ):
+        sources.load_dataset("nope")
     with pytest.raises(ValueError, match="unknown profile 'huge'; choose one of: smoke, quick"):
-        registry.load_dataset("cathdet", "huge")
+        sources.load_dataset("cathdet", "huge")
 
 
 def install_fake(monkeypatch: pytest.MonkeyPatch, name: str, **attributes: object) -> None:
@@ -218,40 +220,40 @@ def test_real_source_goes_through_the_loader_and_tracks_changes(
         return tiny_dataset("real")
 
     install_fake(monkeypatch, "fake_loader", load=load)
-    spec = dataclasses.replace(registry.TASKS["cathdet"], loader_module="fake_loader")
-    monkeypatch.setitem(registry.TASKS, "cathdet", spec)
+    spec = dataclasses.replace(sources.TASKS["cathdet"], loader="fake_loader")
+    monkeypatch.setitem(sources.TASKS, "cathdet", spec)
     source = tmp_path / "mydata"
     source.mkdir()
     (source / "a.json").write_text("{}")
 
-    first = registry.prepare_dataset("cathdet", "smoke", source, root=tmp_path / "root")
+    first = sources.prepare_dataset("cathdet", "smoke", source, root=tmp_path / "root")
     digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
     assert first.action == "loaded"
     assert first.directory.name == f"real-{digest}-smoke"
     assert calls == [(source, cathdet.PROFILES["smoke"].image_size)]
-    assert registry.prepare_dataset("cathdet", "smoke", source, tmp_path / "root").action == (
+    assert sources.prepare_dataset("cathdet", "smoke", source, tmp_path / "root").action == (
         "cached"
     )
     (source / "b.json").write_text("{}")  # the real data changed: load again
-    assert registry.cached_variants(tmp_path / "root")[0][1].state == "stale"
-    assert registry.prepare_dataset("cathdet", "smoke", source, tmp_path / "root").action == (
+    assert sources.cached_variants(tmp_path / "root")[0][1].state == "stale"
+    assert sources.prepare_dataset("cathdet", "smoke", source, tmp_path / "root").action == (
         "loaded"
     )
     assert len(calls) == 2
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        registry.prepare_dataset("cathdet", "smoke", tmp_path / "missing", tmp_path / "root")
+        sources.prepare_dataset("cathdet", "smoke", tmp_path / "missing", tmp_path / "root")
 
 
 def test_broken_module_affects_only_its_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = dataclasses.replace(
-        registry.TASKS["face300w"], synthetic_module="bench.data.synthetic.not_there"
+        sources.TASKS["face300w"], synthetic="bench.data.synthetic.not_there"
     )
-    monkeypatch.setitem(registry.TASKS, "face300w", spec)
+    monkeypatch.setitem(sources.TASKS, "face300w", spec)
     with pytest.raises(RuntimeError, match=r"task 'face300w' needs module bench\.data\.synthetic"):
-        registry.prepare_dataset("face300w", "smoke", root=tmp_path)
-    assert registry.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
+        sources.prepare_dataset("face300w", "smoke", root=tmp_path)
+    assert sources.prepare_dataset("cathdet", "smoke", root=tmp_path).action == "generated"
 
 
 def test_generator_with_the_wrong_layout_is_refused(
@@ -265,10 +267,12 @@ def test_generator_with_the_wrong_layout_is_refused(
         PROFILES=cathdet.PROFILES,
         generate=lambda params, seed: renamed,
     )
-    spec = dataclasses.replace(registry.TASKS["cathdet"], synthetic_module="fake_generator")
-    monkeypatch.setitem(registry.TASKS, "cathdet", spec)
-    with pytest.raises(ValueError, match=r"fake_generator for task 'cathdet' returned landmarks"):
-        registry.prepare_dataset("cathdet", "smoke", root=tmp_path)
+    spec = dataclasses.replace(sources.TASKS["cathdet"], synthetic="fake_generator")
+    monkeypatch.setitem(sources.TASKS, "cathdet", spec)
+    with pytest.raises(
+        ValueError, match=r"synthetic: landmarks \(apex: 1\), but task 'cathdet' has \(tip: 1\)$"
+    ):
+        sources.prepare_dataset("cathdet", "smoke", root=tmp_path)
     assert not (tmp_path / "cathdet" / "synthetic-smoke").exists()
 
 

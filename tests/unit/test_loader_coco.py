@@ -138,7 +138,9 @@ def test_unknown_landmark_name_names_file_and_fix(root: Path) -> None:
 
 def test_missing_image_names_file_and_places_looked(root: Path) -> None:
     (root / "images" / "t1.png").unlink()
-    with pytest.raises(ValueError, match=r"test\.json: image '/data/upload/3/t1\.png' not found"):
+    with pytest.raises(
+        ValueError, match=r"test\.json: image id 8 \('/data/upload/3/t1\.png'\) not found"
+    ):
         coco_keypoints.load(root, SIZE)
 
 
@@ -147,7 +149,8 @@ def test_wrong_keypoint_count_names_file_and_annotation(root: Path) -> None:
     test["annotations"][1]["keypoints"] = [1, 2, 2]
     write_json(root / "test.json", test)
     with pytest.raises(
-        ValueError, match=r"test\.json: annotation 2 has 3 keypoint values, expected 6"
+        ValueError,
+        match=r"test\.json: annotation 2 \(image id 8\) has 3 keypoint values, expected 6",
     ):
         coco_keypoints.load(root, SIZE)
 

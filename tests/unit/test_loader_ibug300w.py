@@ -68,7 +68,7 @@ def test_splits_subsets_and_layout(root: Path) -> None:
     assert test.subset_indices("common").tolist() == [0, 1, 2]
     assert test.subset_indices("challenging").tolist() == [3, 4]
     assert len(test.subset_indices("full")) == 5
-    assert data.landmark_names == ibug300w.TASKS["face300w"].landmark_names
+    assert data.landmark_names == ibug300w.fixed_layout("face300w").landmark_names
     assert data.landmark_groups["eyes"] == tuple(range(36, 48))
     assert train.images.shape == (19, 3, 20, 20) and train.points.shape == (19, 68, 2)
 

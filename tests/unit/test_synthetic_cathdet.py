@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.data.dataset import LandmarkDataset
-from bench.data.registry import TASKS
 from bench.data.synthetic import cathdet
+from bench.tasks import fixed_layout
 
 SMOKE = cathdet.PROFILES["smoke"]
 
@@ -26,7 +26,7 @@ def smoke() -> LandmarkDataset:
 
 
 def test_layout_shapes_and_value_ranges(smoke: LandmarkDataset) -> None:
-    assert smoke.landmark_names == ("tip",) == TASKS["cathdet"].landmark_names
+    assert smoke.landmark_names == ("tip",) == fixed_layout("cathdet").landmark_names
     assert smoke.reference_size == (256, 256)
     counts = {"train": SMOKE.n_train, "val": SMOKE.n_val, "test": SMOKE.n_test}
     for name, count in counts.items():

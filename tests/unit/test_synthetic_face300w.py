@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.data.dataset import LandmarkDataset
-from bench.data.registry import TASKS
 from bench.data.synthetic import face300w
+from bench.tasks import fixed_layout
 
 SMOKE = face300w.PROFILES["smoke"]
 REGIONS = {
@@ -34,7 +34,7 @@ def many_common() -> face300w.FaceScenes:
 
 
 def test_layout_shapes_and_groups(smoke: LandmarkDataset) -> None:
-    spec = TASKS["face300w"]
+    spec = fixed_layout("face300w")
     assert smoke.landmark_names == spec.landmark_names and len(spec.landmark_names) == 68
     assert {k: tuple(v) for k, v in REGIONS.items()} == dict(smoke.landmark_groups)
     counts = {"train": 24, "val": 8, "test": 16}

@@ -9,9 +9,10 @@ import torch
 
 from adaloss.targets import render_heatmaps
 from bench.data.dataset import LandmarkDataset, Split
+from bench.data.layout import DataLayout
 from bench.models import conv_layers
 from bench.tasks import TASK_NAMES, get_task
-from bench.tasks.endovis import peak_settings
+from bench.tasks.scoring import peak_settings
 
 
 def dataset_of(
@@ -198,8 +199,9 @@ def test_endovis_peak_settings_scale_with_the_heatmap() -> None:
 
 @pytest.mark.parametrize("name", TASK_NAMES)
 def test_every_profile_builds_a_model_with_the_papers_conv_count(name: str) -> None:
-    task = get_task(name)
-    expected = {"cathdet": 9, "face300w": 23, "endovis": 9}[name]
+    two_points = DataLayout(("a", "b"), {"a": (0,), "b": (1,)}, (64, 64), 3, False)
+    task = get_task(name, two_points)
+    expected = {"cathdet": 9, "face300w": 23, "endovis": 9, "keypoints": 9}[name]
     assert set(task.profiles) == {"smoke", "quick", "paper"}
     for profile in ("smoke", "quick"):
         assert len(conv_layers(task.build_model(profile, 3, 2))) == expected

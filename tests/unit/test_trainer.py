@@ -16,7 +16,7 @@ from adaloss.targets import render_heatmaps
 from bench.cell import CellConfig, cell_key
 from bench.checkpoint import checkpoints, load_latest
 from bench.data.dataset import Split
-from bench.data.registry import load_dataset
+from bench.data.sources import load_dataset
 from bench.models import UNet
 from bench.schedule import ScheduleConfig, build_schedule
 from bench.trainer import (

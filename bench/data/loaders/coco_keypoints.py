@@ -13,16 +13,12 @@ Each file has one category with `keypoints` (the landmark names, any K; other ca
 ignored), `images` and `annotations`. An annotation is one instance: `keypoints` is
 [x1, y1, v1, ..., xK, yK, vK]; v = 0 (not labelled) gives NaN, v = 1 (labelled, hidden) and
 v = 2 (visible) give the point. val.json and test.json must name the same landmarks as
-train.json, in any order. Points are (N, K, 2) when no image has more than one instance, else
-(N, K, M, 2) with M the most instances in one image and NaN for absent ones; an image without
-annotations has all-NaN points.
+train.json, in any order.
 
 Coordinates: COCO puts the continuous top-left corner of the image at (0, 0), so the centre of
 pixel (row i, col j) is (j + 0.5, i + 0.5); docs/design.md puts it at (j, i):
-`x_ours = x_coco - 0.5`.
-Images are then resized to `image_size` and points mapped with `u = (x + 0.5) * W / W_in - 0.5`.
-Images are stored with one channel when every image is grey (a colour file whose three channels
-are equal counts as grey, as exported X-ray frames often are), else with three.
+`x_ours = x_coco - 0.5`. Resizing, channels, instances and the reporting frame:
+`bench.data.loaders.annotated_images`.
 """
 
 from __future__ import annotations
@@ -33,26 +29,16 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
-from adaloss.targets import rescale_points
-from bench.data.dataset import LandmarkDataset, Split
-from bench.data.loaders.imagefiles import FloatImage, read_image, resize_image, to_channels
+from bench.data.dataset import LandmarkDataset
+from bench.data.loaders.annotated_images import Annotated, assemble
 
+# 2: images of several sizes report in their own frames (was: in pixels of the stored images)
+LOADER_VERSION = 2
 SPLIT_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
 VAL_EVERY = 10
 COCO_TO_PIXEL_CENTRE = -0.5
-
-
-@dataclass(frozen=True)
-class Annotated:
-    """One image of a COCO file: its path, its (height, width) on disk, and its instances as
-    (K, 2) points (pixel centres of the original image, NaN where v = 0)."""
-
-    image: Path
-    size: tuple[int, int]
-    instances: list[NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -64,12 +50,12 @@ class CocoFile:
     images: list[Annotated]
 
 
-def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
-    """Splits "train", "val" and "test" from the COCO files under `path` (module docstring).
+def is_coco_folder(path: Path) -> bool:
+    return (path / SPLIT_FILES["train"]).is_file()
 
-    reference_size is the images' common original (H, W) when they all share one, else
-    `image_size`: errors are then reported in pixels of the stored images.
-    """
+
+def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
+    """Splits "train", "val" and "test" from the COCO files under `path` (module docstring)."""
     train = read_coco(_required(path, "train"))
     names = train.landmark_names
     files = {"train": train}
@@ -81,23 +67,7 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
         kept = train.images
         images["train"] = [a for i, a in enumerate(kept) if i % VAL_EVERY != VAL_EVERY - 1]
         images["val"] = [a for i, a in enumerate(kept) if i % VAL_EVERY == VAL_EVERY - 1]
-    everything = [a for split in images.values() for a in split]
-    layout = (len(names), max((len(a.instances) for a in everything), default=0))
-    pixels = {n: [_read_resized(a, image_size) for a in split] for n, split in images.items()}
-    grey = all(_is_grey(image) for split in pixels.values() for image, _ in split)
-    channels = 1 if grey else 3
-    sizes = {on_disk for split in pixels.values() for _, on_disk in split}
-    return LandmarkDataset(
-        task="coco_keypoints",
-        variant=path.name,
-        landmark_names=names,
-        landmark_groups={name: (k,) for k, name in enumerate(names)},
-        splits={
-            name: _split(images[name], pixels[name], image_size, channels, layout)
-            for name in ("train", "val", "test")
-        },
-        reference_size=sizes.pop() if len(sizes) == 1 else image_size,
-    )
+    return assemble("coco_keypoints", path.name, names, images, image_size)
 
 
 def _required(root: Path, split: str) -> Path:
@@ -137,8 +107,10 @@ def read_coco(json_path: Path) -> CocoFile:
                 f"{json_path}: images[{index}] repeats image id {entry['id']!r}; "
                 "give every image its own id"
             )
+        origin = f"{json_path.name} image id {entry['id']}"
         images[entry["id"]] = Annotated(
-            image=_image_file(json_path, str(entry["file_name"])),
+            image=_image_file(json_path, entry["id"], str(entry["file_name"])),
+            origin=origin,
             size=(int(entry.get("height", 0)), int(entry.get("width", 0))),
             instances=[],
         )
@@ -178,8 +150,9 @@ def _instance(json_path: Path, annotation: dict[str, object], k: int) -> NDArray
     if not isinstance(values, list) or len(values) != 3 * k:
         count = len(values) if isinstance(values, list) else 0
         raise ValueError(
-            f"{json_path}: annotation {annotation.get('id')} has {count} keypoint values, "
-            f"expected {3 * k} (x, y, v for each of the {k} landmarks); re-export the file"
+            f"{json_path}: annotation {annotation.get('id')} (image id "
+            f"{annotation.get('image_id')}) has {count} keypoint values, expected {3 * k} (x, y, v "
+            f"for each of the {k} landmarks); re-export the file"
         )
     triples = np.asarray(values, dtype=np.float64).reshape(k, 3)
     points = triples[:, :2] + COCO_TO_PIXEL_CENTRE
@@ -187,7 +160,7 @@ def _instance(json_path: Path, annotation: dict[str, object], k: int) -> NDArray
     return points
 
 
-def _image_file(json_path: Path, file_name: str) -> Path:
+def _image_file(json_path: Path, image_id: object, file_name: str) -> Path:
     candidates = [
         json_path.parent / file_name,
         json_path.parent / "images" / PurePath(file_name).name,
@@ -196,8 +169,8 @@ def _image_file(json_path: Path, file_name: str) -> Path:
         if candidate.is_file():
             return candidate
     raise ValueError(
-        f"{json_path}: image {file_name!r} not found (looked for {candidates[0]} and "
-        f"{candidates[1]}); put the images beside the JSON or in images/"
+        f"{json_path}: image id {image_id} ({file_name!r}) not found (looked for "
+        f"{candidates[0]} and {candidates[1]}); put the images beside the JSON or in images/"
     )
 
 
@@ -220,48 +193,7 @@ def _reordered(file: CocoFile, names: tuple[str, ...], train_path: Path) -> Coco
         path=file.path,
         landmark_names=names,
         images=[
-            Annotated(a.image, a.size, [points[order] for points in a.instances])
+            Annotated(a.image, a.origin, a.size, [points[order] for points in a.instances])
             for a in file.images
         ],
     )
-
-
-def _read_resized(
-    annotated: Annotated, image_size: tuple[int, int]
-) -> tuple[FloatImage, tuple[int, int]]:
-    """(image resized to image_size with its own channels, (H, W) on disk)."""
-    image = read_image(annotated.image)
-    on_disk = (int(image.shape[0]), int(image.shape[1]))
-    if annotated.size != (0, 0) and annotated.size != on_disk:
-        raise ValueError(
-            f"{annotated.image}: image is {on_disk[1]}x{on_disk[0]} but its JSON says "
-            f"{annotated.size[1]}x{annotated.size[0]}; the keypoints would not line up, "
-            "use the exported image"
-        )
-    return resize_image(image, image_size), on_disk
-
-
-def _is_grey(image: FloatImage) -> bool:
-    return image.shape[-1] == 1 or bool(np.all(image.max(axis=-1) == image.min(axis=-1)))
-
-
-def _split(
-    annotated: list[Annotated],
-    pixels: list[tuple[FloatImage, tuple[int, int]]],
-    image_size: tuple[int, int],
-    channels: int,
-    layout: tuple[int, int],
-) -> Split:
-    """layout: (K, M), M = 0 or 1 for (N, K, 2) points, else (N, K, M, 2)."""
-    k, max_instances = layout
-    images = np.empty((len(annotated), channels, *image_size), dtype=np.float32)
-    shape = (k, 2) if max_instances <= 1 else (k, max_instances, 2)
-    points = np.full((len(annotated), *shape), np.nan)
-    for index, (entry, (image, on_disk)) in enumerate(zip(annotated, pixels, strict=True)):
-        images[index] = to_channels(image, channels).transpose(2, 0, 1)
-        if max_instances <= 1 and entry.instances:
-            points[index] = entry.instances[0]
-        for m, instance in enumerate(entry.instances if max_instances > 1 else []):
-            points[index, :, m] = instance
-        points[index] = rescale_points(torch.from_numpy(points[index]), on_disk, image_size)
-    return Split(images=torch.from_numpy(images), points=torch.from_numpy(points).float())

@@ -49,14 +49,16 @@ from numpy.typing import NDArray
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.loaders.imagefiles import read_image, resize_image, to_channels
+from bench.tasks import fixed_layout
 
 JOINTS = ("EndPoint", "ShaftPoint", "HeadPoint", "LeftClasperPoint", "RightClasperPoint")
 NEEDLE_DRIVERS = ("tool1", "tool2")
 SCISSORS = ("tool3", "tool4")
-LANDMARK_NAMES = ("left_clasper", "right_clasper")
+LAYOUT = fixed_layout("endovis")
+LANDMARK_NAMES = LAYOUT.landmark_names
 # joints that are the landmarks, in LANDMARK_NAMES order
 LANDMARK_JOINTS = (JOINTS.index("LeftClasperPoint"), JOINTS.index("RightClasperPoint"))
-REFERENCE_SIZE = (576, 720)  # (H, W) of the EndoVis'15 frames the annotations refer to
+REFERENCE_SIZE = LAYOUT.reference_size  # (H, W) of the frames the annotations refer to
 TRACKED_POINT = "TrackedPoint"
 # Sloth scene coordinates -> pixel centres (module docstring)
 FILE_TO_PIXEL_CENTRE = -0.5
@@ -328,7 +330,7 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
         task="endovis",
         variant="endovis15",
         landmark_names=LANDMARK_NAMES,
-        landmark_groups={name: (index,) for index, name in enumerate(LANDMARK_NAMES)},
+        landmark_groups=LAYOUT.landmark_groups,
         splits=splits,
         reference_size=REFERENCE_SIZE,
     )

@@ -40,7 +40,7 @@ from scipy.io import loadmat
 from adaloss.io import read_pts
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.loaders.imagefiles import FloatImage, read_image, to_channels
-from bench.data.registry import TASKS
+from bench.tasks import fixed_layout
 
 # folder -> (part of the standard split, number of faces in it)
 FOLDERS: dict[str, tuple[str, int]] = {
@@ -56,7 +56,7 @@ CROP_ENLARGEMENT = 1.25
 VAL_EVERY = 20
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 BOX_FOLDERS = ("Bounding Boxes", "Bounding_Boxes")
-REFERENCE_SIZE = TASKS["face300w"].reference_size
+REFERENCE_SIZE = fixed_layout("face300w").reference_size
 
 Box = NDArray[np.float64]  # (4,) x_min, y_min, x_max, y_max in pixel-centre coordinates
 
@@ -89,12 +89,12 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
     val = [f for i, f in enumerate(parts["train"]) if i % VAL_EVERY == VAL_EVERY - 1]
     n_common = len(parts["common"])
     test = parts["common"] + parts["challenging"]
-    spec = TASKS["face300w"]
+    layout = fixed_layout("face300w")
     return LandmarkDataset(
         task="face300w",
         variant="300w",
-        landmark_names=spec.landmark_names,
-        landmark_groups=spec.landmark_groups,
+        landmark_names=layout.landmark_names,
+        landmark_groups=layout.landmark_groups,
         splits={
             "train": _split(train, image_size, {}),
             "val": _split(val, image_size, {}),

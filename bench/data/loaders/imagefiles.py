@@ -24,8 +24,10 @@ def read_image(path: Path) -> FloatImage:
     try:
         raw = skio.imread(path)
     except (OSError, ValueError, SyntaxError) as error:
+        # the readers' messages can span lines (imageio lists plugins); the first says why
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(
-            f"{path}: cannot be read as an image ({error}); replace it with a PNG or JPEG file"
+            f"{path}: cannot be read as an image ({why}); replace it with a PNG or JPEG file"
         ) from error
     image = util.img_as_float32(raw)
     if image.ndim == 2:

@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
-from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
+from bench.tasks import fixed_layout
 
 GENERATOR_VERSION = 3
 REFERENCE = 256
@@ -157,14 +157,14 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
                 "no-wires": torch.from_numpy(np.flatnonzero(wires == 0)),
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
-    spec = TASKS["cathdet"]
+    layout = fixed_layout("cathdet")
     return LandmarkDataset(
         task="cathdet",
         variant="synthetic",
-        landmark_names=spec.landmark_names,
-        landmark_groups=spec.landmark_groups,
+        landmark_names=layout.landmark_names,
+        landmark_groups=layout.landmark_groups,
         splits=splits,
-        reference_size=spec.reference_size,
+        reference_size=layout.reference_size,
     )
 
 

@@ -158,7 +158,7 @@ def generate(params: EndoVisParams, seed: int) -> LandmarkDataset:
         task="endovis",
         variant="synthetic",
         landmark_names=real.LANDMARK_NAMES,
-        landmark_groups={name: (k,) for k, name in enumerate(real.LANDMARK_NAMES)},
+        landmark_groups=real.LAYOUT.landmark_groups,
         splits=splits,
         reference_size=real.REFERENCE_SIZE,
     )

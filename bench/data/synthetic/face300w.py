@@ -30,8 +30,8 @@ from scipy import ndimage
 
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
-from bench.data.registry import TASKS
 from bench.data.synthetic import imaging
+from bench.tasks import fixed_layout
 
 GENERATOR_VERSION = 3
 REFERENCE = 256
@@ -190,14 +190,14 @@ def generate(params: FaceParams, seed: int) -> LandmarkDataset:
                 "challenging": torch.arange(params.n_common, hard.size),
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
-    spec = TASKS["face300w"]
+    layout = fixed_layout("face300w")
     return LandmarkDataset(
         task="face300w",
         variant="synthetic",
-        landmark_names=spec.landmark_names,
-        landmark_groups=spec.landmark_groups,
+        landmark_names=layout.landmark_names,
+        landmark_groups=layout.landmark_groups,
         splits=splits,
-        reference_size=spec.reference_size,
+        reference_size=layout.reference_size,
     )
 
 
