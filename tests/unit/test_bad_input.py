@@ -7,15 +7,19 @@ land there) and compares the folder's files before and after.
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from keypoint_sets import write_coco_set
 
 from bench.cli import main
 
@@ -81,8 +85,131 @@ def closed_server(option: str) -> Callable[[Path], tuple[str, ...]]:
     return make
 
 
+def own_data(
+    damage: Callable[[Path], None],
+    grid_text: str = "task: keypoints\ndata_source: mine\nlrs: [1e-3]\n" + GOOD_METHODS,
+) -> Callable[[Path], tuple[str, ...]]:
+    """A small COCO export in ./mine (K = 2, grey), damaged by `damage(folder)`, and a grid on it;
+    the data check must stop `bench run` before the store or the cache exists."""
+
+    def make(folder: Path) -> tuple[str, ...]:
+        write_coco_set(folder / "mine", k=2, colour=False, counts={"train": 4, "test": 2})
+        damage(folder / "mine")
+        (folder / "g.yaml").write_text(grid_text)
+        return ("--grid", "g.yaml", "--profile", "smoke", "--device", "cpu")
+
+    return make
+
+
+def edit_json(name: str, change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def damage(export: Path) -> None:
+        data = json.loads((export / name).read_text())
+        change(data)
+        (export / name).write_text(json.dumps(data))
+
+    return damage
+
+
+def drop_keypoints(data: dict[str, Any]) -> None:
+    del data["categories"][0]["keypoints"]
+
+
+def rename_landmark(data: dict[str, Any]) -> None:
+    data["categories"][0]["keypoints"][1] = "elbow"
+
+
+def shorten_keypoints(data: dict[str, Any]) -> None:
+    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:3]
+
+
+def no_change(export: Path) -> None:
+    del export
+
+
+def empty_the_folder(export: Path) -> None:
+    shutil.rmtree(export)
+    export.mkdir()
+
+
 RUN = ("run", "--grid", "cathdet", "--device", "cpu")
 CASES = [
+    # the user's own data (keypoints task): checked before anything is recorded
+    Case(
+        "data: folder holds no export",
+        ("run",),
+        "mine: neither a COCO keypoints export",
+        own_data(empty_the_folder),
+    ),
+    Case(
+        "data: broken JSON",
+        ("run",),
+        "train.json:1:2: broken JSON",
+        own_data(lambda export: (export / "train.json").write_text("{[")),
+    ),
+    Case(
+        "data: no keypoint category",
+        ("run",),
+        "train.json: 0 categories with keypoints",
+        own_data(edit_json("train.json", drop_keypoints)),
+    ),
+    Case(
+        "data: splits name other landmarks",
+        ("run",),
+        "test.json: unknown landmark name 'elbow'",
+        own_data(edit_json("test.json", rename_landmark)),
+    ),
+    Case(
+        "data: missing image",
+        ("run",),
+        "train.json: image id 2 ('train_2.png') not found",
+        own_data(lambda export: (export / "images" / "train_2.png").unlink()),
+    ),
+    Case(
+        "data: unreadable image",
+        ("run",),
+        "train_1.png: cannot be read as an image",
+        own_data(lambda export: (export / "images" / "train_1.png").write_bytes(b"not a png")),
+    ),
+    Case(
+        "data: keypoint list too short",
+        ("run",),
+        "train.json: annotation 10 (image id 1) has 3 keypoint values, expected 6",
+        own_data(edit_json("train.json", shorten_keypoints)),
+    ),
+    Case(
+        "data: not the task's landmarks",
+        ("run",),
+        "use `task: keypoints`",
+        own_data(no_change, "task: cathdet\ndata_source: mine\nlrs: [1e-3]\n" + GOOD_METHODS),
+    ),
+    Case(
+        "data: keypoints without data",
+        ("run",),
+        "g.yaml:1: task: task 'keypoints' needs data_source",
+        grid("task: keypoints\nlrs: [1e-3]\n" + GOOD_METHODS),
+    ),
+    Case(
+        "data: metric on a shipped task",
+        ("run",),
+        "g.yaml:3: metric: task 'cathdet' does not take it",
+        grid(GRID_HEAD + "metric: {pck_radius: 3}\n" + GOOD_METHODS),
+    ),
+    Case(
+        "data: queued cells are checked too",
+        ("run", "--queue", "journal:queue.log"),
+        "train.json:1:2: broken JSON",
+        own_data(lambda export: (export / "train.json").write_text("{[")),
+    ),
+    Case(
+        "data: tune checks its cell",
+        ("tune", "--trials", "1"),
+        "test.json: unknown landmark name 'elbow'",
+        own_data(
+            edit_json("test.json", rename_landmark),
+            "task: keypoints\ndata_source: mine\nlrs: [1e-3]\n"
+            "methods:\n  adaloss: {schedule: adaloss}\n",
+        ),
+    ),
     # grid files
     Case(
         "negative sigma",
@@ -260,6 +387,26 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ") and case.names in lines[0], lines[0]
     assert tree(tmp_path) == before  # no store, study, cache or report folder
+
+
+def test_task_options_that_do_not_fit_the_data_stop_before_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the data are good, so they may be cached; the grid's normalizer names a third landmark
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    grid_text = (
+        "task: keypoints\ndata_source: mine\nmetric: {normalizer: [0, 2]}\nlrs: [1e-3]\n"
+        + GOOD_METHODS
+    )
+    extra = own_data(no_change, grid_text)(tmp_path)
+    result = CliRunner().invoke(main, ["run", *extra, "--data-root", str(tmp_path / "cache")])
+    assert result.exit_code == 2, (result.stderr, result.exception)
+    assert result.stderr.strip() == (
+        "Error: metric.normalizer: landmark index 2 does not exist; the data have 2 landmarks "
+        "(0 = 'joint0' .. 1 = 'joint1')"
+    )
+    assert not (tmp_path / "mlruns").exists()
 
 
 def test_there_are_at_least_25_cases_across_the_commands() -> None:
