@@ -1,7 +1,7 @@
 """`bench data`: list, prepare and preview the benchmark datasets.
 
 Only click and the standard library are imported at module level (`bench --help` stays fast);
-the registry, torch and matplotlib are imported inside the commands.
+the data sources, torch and matplotlib are imported inside the commands.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ landmark."""
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,17 @@ def test_pts_folder_with_an_nme_normaliser(tmp_path: Path, tracking_uri: str) ->
     for run in runs:
         assert run.data.metrics["test_nme"] > 0.0 and "val_nme" in run.data.metrics
     assert "| method | lr | seeds | test_nme | test_distance |" in summary
+
+
+def test_the_readme_grid_runs_on_an_export(tmp_path: Path, tracking_uri: str) -> None:
+    # the grid of README's "Benchmark your own data", with its data_source pointed at an export
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Benchmark your own data", 1)[1]
+    block = textwrap.dedent(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assert "\ndata_source: my_export" in block
+    write_coco_set(tmp_path / "my_export", k=3, colour=True, counts={"train": 20, "test": 4})
+    grid = tmp_path / "mine.yaml"
+    grid.write_text(block.replace("my_export", str(tmp_path / "my_export")))
+    runs, summary = run_and_report(tmp_path, grid, tracking_uri)
+    assert sorted(run.data.tags["method"] for run in runs) == ["adaloss", "sigma25"]
+    assert "| adaloss | 0.001 | 1 |" in summary
