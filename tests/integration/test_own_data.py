@@ -111,3 +111,47 @@ def test_the_readme_grid_runs_on_an_export(tmp_path: Path, tracking_uri: str) ->
     runs, summary = run_and_report(tmp_path, grid, tracking_uri)
     assert sorted(run.data.tags["method"] for run in runs) == ["adaloss", "sigma25"]
     assert "| adaloss | 0.001 | 1 |" in summary
+
+
+def test_tune_and_data_show_take_a_keypoints_grid(tmp_path: Path, tracking_uri: str) -> None:
+    write_pts_set(tmp_path / "faces", k=4, count=20)
+    grid = write_grid(tmp_path / "faces.yaml", tmp_path / "faces")
+    tuned = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            "--grid",
+            str(grid),
+            "--trials",
+            "1",
+            "--epochs",
+            "2",
+            "--profile",
+            "smoke",
+            "--device",
+            "cpu",
+            "--tracking-uri",
+            tracking_uri,
+        ],
+    )
+    assert tuned.exit_code == 0, (tuned.stderr, tuned.exception)
+    assert "objective val_distance" in tuned.stderr
+    assert "1 trials (1 complete)" in tuned.stdout
+    preview = tmp_path / "preview.png"
+    source = str(tmp_path / "faces")
+    shown = CliRunner().invoke(
+        main,
+        [
+            "data",
+            "show",
+            "keypoints",
+            "--source",
+            source,
+            "--profile",
+            "smoke",
+            "--out",
+            str(preview),
+        ],
+    )
+    assert shown.exit_code == 0, (shown.stderr, shown.exception)
+    assert preview.stat().st_size > 0
