@@ -307,6 +307,15 @@ def _check_layout(entry: TaskEntry, dataset: LandmarkDataset, expected: dict[str
     where = f"{expected['module']} for task {entry.name!r}"
     if set(dataset.splits) != set(SPLITS):
         raise ValueError(f"{where} returned splits {sorted(dataset.splits)}; expected {SPLITS}")
+    for name in SPLITS:
+        split = dataset.split(name)
+        if len(split) == 0 or (name != "train" and bool(split.points.isnan().all())):
+            sizes = ", ".join(f"{n} {len(dataset.split(n))}" for n in SPLITS)
+            own = "" if name == "train" else f", or give it its own {name}.json or {name}/ folder"
+            raise ValueError(
+                f"{expected['source']}: the {name} split has no labelled image ({sizes} images); "
+                f"add annotated images{own}"
+            )
     if entry.layout is None:
         return
     hint = (

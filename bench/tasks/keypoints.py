@@ -72,6 +72,16 @@ class MetricOptions:
         normalizer = given.get("normalizer")
         k = len(layout.landmark_names)
         if normalizer is not None:
+            if (
+                not isinstance(normalizer, list | tuple)
+                or len(normalizer) != 2
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in normalizer)
+                or normalizer[0] == normalizer[1]
+            ):
+                raise ValueError(
+                    f"metric.normalizer: {normalizer!r} must be two different 0-based landmark "
+                    "indices [i, j]"
+                )
             if layout.multi_instance:
                 raise ValueError(
                     "metric.normalizer: an NME needs one instance per landmark, and these data "
@@ -90,6 +100,16 @@ class MetricOptions:
                 "metric.match_radius: these data have one instance per landmark, so nothing is "
                 "matched; use metric.pck_radius for the radius of PCK"
             )
+        if "pck_radius" in given and layout.multi_instance:
+            raise ValueError(
+                "metric.pck_radius: these data have several instances per landmark, scored by "
+                "matching; use metric.match_radius for the matching radius"
+            )
+        for key in ("pck_radius", "match_radius"):
+            if key in given and not float(given[key]) > 0:
+                raise ValueError(
+                    f"metric.{key}: {given[key]!r} must be a positive number of pixels"
+                )
         return cls(
             pck_radius=float(given.get("pck_radius", default)),
             match_radius=float(given.get("match_radius", default)),

@@ -88,12 +88,14 @@ def closed_server(option: str) -> Callable[[Path], tuple[str, ...]]:
 def own_data(
     damage: Callable[[Path], None],
     grid_text: str = "task: keypoints\ndata_source: mine\nlrs: [1e-3]\n" + GOOD_METHODS,
+    train: int = 10,
 ) -> Callable[[Path], tuple[str, ...]]:
-    """A small COCO export in ./mine (K = 2, grey), damaged by `damage(folder)`, and a grid on it;
-    the data check must stop `bench run` before the store or the cache exists."""
+    """A small COCO export in ./mine (K = 2, grey, `train` training images of which every 10th is
+    held out for validation), damaged by `damage(folder)`, and a grid on it; the data check must
+    stop `bench run` before the store or the cache exists."""
 
     def make(folder: Path) -> tuple[str, ...]:
-        write_coco_set(folder / "mine", k=2, colour=False, counts={"train": 4, "test": 2})
+        write_coco_set(folder / "mine", k=2, colour=False, counts={"train": train, "test": 2})
         damage(folder / "mine")
         (folder / "g.yaml").write_text(grid_text)
         return ("--grid", "g.yaml", "--profile", "smoke", "--device", "cpu")
@@ -175,6 +177,12 @@ CASES = [
         ("run",),
         "train.json: annotation 10 (image id 1) has 3 keypoint values, expected 6",
         own_data(edit_json("train.json", shorten_keypoints)),
+    ),
+    Case(
+        "data: too few images to hold out validation",
+        ("run",),
+        "mine: the val split has no labelled image (train 9, val 0, test 2 images)",
+        own_data(no_change, train=9),
     ),
     Case(
         "data: not the task's landmarks",
