@@ -42,7 +42,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, empty MLflow SQLite database."""
-    from bench.tracking import open_store
+    from bench.track.tracking import open_store
 
     database = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
     open_store(f"sqlite:///{database}")
@@ -114,11 +114,13 @@ def invoke_run(args: list[str]) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def smoke_grid(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> GridRun:
     """`bench run --grid cathdet --profile smoke` once, with the FAILING cell raising."""
-    import bench.trainer
+    import bench.run.trainer
 
     uri = copy_store(mlflow_template, tmp_path_factory.mktemp("smoke-grid") / "mlruns")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench.trainer, "train_cell", failing_train_cell(bench.trainer.train_cell))
+        patch.setattr(
+            bench.run.trainer, "train_cell", failing_train_cell(bench.run.trainer.train_cell)
+        )
         code, out, err = invoke_run(
             ["--grid", "cathdet", "--profile", "smoke", "--device", "cpu", "--tracking-uri", uri]
         )

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from adaloss.metrics import point_error
-from bench.cell import CellConfig
 from bench.data.sources import load_dataset
 from bench.data.synthetic import cathdet
-from bench.schedule import ScheduleConfig
+from bench.run.cell import CellConfig
+from bench.run.schedule import ScheduleConfig
+from bench.run.trainer import train_cell
 from bench.tasks.base import to_reference
-from bench.trainer import train_cell
 
 QUICK = cathdet.PROFILES["quick"]
 

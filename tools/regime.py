@@ -4,7 +4,7 @@ Trains the task's reference fixed sigma (chosen without results, docs/data.md: C
 faces sigma 10, EndoVis sigma 20, at the grid's first learning rate) on the profile's training
 set and on twice as many images, at seeds 0 and 1, and prints, per seed, the test metric at n
 and 2n (data-sufficient: less than 15 % better at 2n) and the convergence of the n cell's
-validation curve (bench/regime.py). Adaloss is never trained here.
+validation curve (bench/track/regime.py). Adaloss is never trained here.
 
     python tools/regime.py cathdet [--n-train N] [--epochs E] [--width W] [--jobs 2]
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.regime import convergence, data_gain, data_sufficient
+from bench.track.regime import convergence, data_gain, data_sufficient
 
 REFERENCE = {"cathdet": "sigma40", "face300w": "sigma10", "endovis": "sigma20"}
 SEEDS = (0, 1)
@@ -43,9 +43,9 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
     """Train one reference cell on a generator whose only change is n_train (a spawned worker)."""
     import torch
 
-    from bench.grid import expand_cells, load_grid
+    from bench.run.grid import expand_cells, load_grid
+    from bench.run.trainer import train_cell
     from bench.tasks import get_task
-    from bench.trainer import train_cell
 
     torch.set_num_threads(job["threads"])
     module = synthetic_module(job["task"])

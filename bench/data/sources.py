@@ -31,9 +31,9 @@ from bench.profiles import PROFILES
 from bench.tasks import TASKS, TaskEntry, get_task, task_entry
 
 if TYPE_CHECKING:
-    from bench.cell import CellConfig
     from bench.data.cache import CacheStatus
     from bench.data.dataset import LandmarkDataset
+    from bench.run.cell import CellConfig
     from bench.tasks.base import Task
 
 SPLITS = ("train", "val", "test")

@@ -1,18 +1,3 @@
-"""`bench perf`: speed benchmarks, each a ratio against a baseline timed in the same run."""
-
-from __future__ import annotations
-
-import click
-
-from bench.lazy_group import LazyGroup
-
-PERF_COMMANDS = {
-    "targets": "bench.perf.targets:targets",
-    "data": "bench.perf.data:data",
-    "trainer": "bench.perf.trainer:trainer",
-}
-
-
-@click.group(cls=LazyGroup, lazy_commands=PERF_COMMANDS)
-def perf() -> None:
-    """Time the library and the harness against plain baselines (ratios, same run)."""
+"""Speed benchmarks, each a ratio against a baseline timed in the same run: target rendering
+(`targets`), data generation against cache loads (`data`) and the trainer against a bare loop
+(`trainer`). The `bench perf` group is `bench.cli.perf_command`."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bench.cli_options import data_root_option
+from bench.cli.options import data_root_option
 from bench.profiles import PROFILES
 from bench.tasks import SYNTHETIC_TASKS
 
@@ -74,8 +74,8 @@ def trainer(
     import torch
 
     from bench.data.sources import load_dataset
+    from bench.run.trainer import deterministic_algorithms, resolve_device
     from bench.tasks import get_task
-    from bench.trainer import deterministic_algorithms, resolve_device
 
     if threads:
         torch.set_num_threads(threads)
@@ -135,9 +135,9 @@ class _Epochs:
         import torch
 
         from adaloss.targets import render_heatmaps
-        from bench.cell import CellConfig
-        from bench.schedule import ScheduleConfig, build_schedule, sigma_scale
-        from bench.trainer import LoopConfig, on_device, prepare_model, seed_everything
+        from bench.run.cell import CellConfig
+        from bench.run.schedule import ScheduleConfig, build_schedule, sigma_scale
+        from bench.run.trainer import LoopConfig, on_device, prepare_model, seed_everything
 
         self.dataset = dataset
         self.device = device
@@ -183,7 +183,7 @@ class _Epochs:
         self.logger = _tracker_logger(store, self.cell, str(device))
 
     def ours(self, epoch: int) -> None:
-        from bench.trainer import epoch_generator, epoch_record, run_epoch
+        from bench.run.trainer import epoch_generator, epoch_record, run_epoch
 
         generator = epoch_generator(self.cell.seed, epoch)
         stats = run_epoch(
@@ -197,7 +197,7 @@ class _Epochs:
         import torch
         import torch.nn.functional as F
 
-        from bench.trainer import epoch_generator
+        from bench.run.trainer import epoch_generator
 
         model, optimizer, loop = self.bare_model, self.bare_optimizer, self.loop
         model.train()
@@ -226,7 +226,7 @@ class _TrackerLogger:
 
 
 def _tracker_logger(store: Path, cell: Any, device: str) -> _TrackerLogger:
-    from bench.tracking import GridTracker, ensure_experiment, open_store
+    from bench.track.tracking import GridTracker, ensure_experiment, open_store
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     client = open_store(uri)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from adaloss.decode import decode_argmax
 from adaloss.targets import rescale_points
 from bench.data.dataset import LandmarkDataset, Split
-from bench.models import UNet
+from bench.tasks.models import UNet
 
 # The keys a grid may override through `CellConfig.extra`. epochs and batch_size are cell fields.
 OVERRIDABLE = ("width", "depth", "kernel_size", "rotation_deg", "normalize")
@@ -58,7 +58,7 @@ class Task(ABC):
         other "val_" metrics. summary_metrics: the final metrics a report table shows, in order
         (test metrics from `test`, and "ntv_all", "ntv_last" which the trainer adds).
     headline_metric: the test metric on which a report compares adaptive schedules with the best
-        fixed sigma (`bench.comparison`); headline_higher_is_better: its direction.
+        fixed sigma (`bench.track.comparison`); headline_higher_is_better: its direction.
     landmark_metric: a test metric per landmark, "{landmark}" standing for its name, which the
         report tabulates per landmark; None when the task has one landmark or too many to list.
     """

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from adaloss.metrics import OUTER_EYE_CORNERS, auc, failure_rate, nme, point_error
 from bench.data.dataset import LandmarkDataset, Split
-from bench.models import DenseUNet
 from bench.tasks.base import (
     Task,
     TaskProfile,
@@ -31,6 +30,7 @@ from bench.tasks.base import (
     subset_names,
     to_reference,
 )
+from bench.tasks.models import DenseUNet
 
 FAILURE_THRESHOLDS = (0.08, 0.10)
 AUC_THRESHOLD = 0.08

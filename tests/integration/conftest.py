@@ -115,7 +115,7 @@ def mlflow_postgres_template(postgres: PostgresServer) -> Iterator[str]:
             [
                 sys.executable,
                 "-c",
-                "import sys; from bench.tracking import open_store; open_store(sys.argv[1])",
+                "import sys; from bench.track.tracking import open_store; open_store(sys.argv[1])",
                 postgres.url(name),
             ],
             check=True,

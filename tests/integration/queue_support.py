@@ -17,10 +17,10 @@ from typing import Any
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from bench import queue
-from bench.cell import CellConfig, cell_key
-from bench.grid import expand_cells, load_grid
-from bench.tracking import ROLE_TAG
+from bench.run.cell import CellConfig, cell_key
+from bench.run.grid import expand_cells, load_grid
+from bench.scale import queue
+from bench.track.tracking import ROLE_TAG
 
 SMOKE = ["--grid", "cathdet", "--profile", "smoke"]
 WORKER_TIMEOUT_S = 300  # generous: the suite shares 2 cores with other runs

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from bench.orphans import SUPERSEDED_TAG
-from bench.report import build_report
-from bench.tracking import ROLE_TAG
+from bench.track.orphans import SUPERSEDED_TAG
+from bench.track.report import build_report
+from bench.track.tracking import ROLE_TAG
 
 GRID = "task: cathdet\nlrs: [1.0e-3]\nmethods:\n  sigma5: {schedule: fixed, sigma: 5}\n"
 

@@ -155,7 +155,7 @@ def test_the_readme_url_opens_on_the_cell_runs(
 ) -> None:
     """The URL `bench run` prints (README) shows the grid's cell runs in headless Chromium; the
     experiment and parent run carry descriptions, and each finished cell its dataset input."""
-    from bench.tracking import comparison_url
+    from bench.track.tracking import comparison_url
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

@@ -15,7 +15,7 @@ from keypoint_sets import write_coco_set, write_grid, write_pts_set
 from mlflow import MlflowClient
 
 from bench.cli import main
-from bench.tracking import LAYOUT_TAG, ROLE_TAG
+from bench.track.tracking import LAYOUT_TAG, ROLE_TAG
 
 pytestmark = pytest.mark.slow
 

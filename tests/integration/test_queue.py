@@ -26,10 +26,10 @@ from queue_support import (
     wait_all,
 )
 
-from bench import queue
-from bench.cell import cell_key
-from bench.trainer import CellResult
-from bench.worker import Worker, WorkerOptions
+from bench.run.cell import cell_key
+from bench.run.trainer import CellResult
+from bench.scale import queue
+from bench.scale.worker import Worker, WorkerOptions
 
 
 @pytest.fixture(autouse=True)

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from bench.cell import cell_key
-from bench.grid import expand_cells, load_grid
-from bench.runner import RunOptions, run_grid
-from bench.tracking import ROLE_TAG, ensure_experiment, open_store
+from bench.run.cell import cell_key
+from bench.run.grid import expand_cells, load_grid
+from bench.run.runner import RunOptions, run_grid
+from bench.track.tracking import ROLE_TAG, ensure_experiment, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_grid")]
 
@@ -223,7 +223,7 @@ def test_jobs_2_trains_cells_in_worker_processes(
 
 
 def test_ctrl_c_marks_the_cell_and_the_parent_killed(tracking_uri: str, tmp_path: Path) -> None:
-    from bench.trainer import train_cell
+    from bench.run.trainer import train_cell
 
     cells = smoke_cells()[:3]
 

@@ -43,7 +43,7 @@ CHECKED = {
 
 def run_grid(grid: Path, seeds: int, workdir: Path) -> dict[str, dict[int, dict[str, float]]]:
     """Train `grid` with `bench run` in a fresh store; method -> seed -> checked metrics."""
-    from bench.report import build_report
+    from bench.track.report import build_report
 
     uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     command = [

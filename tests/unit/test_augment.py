@@ -9,7 +9,7 @@ import torch
 
 from adaloss.decode import decode_argmax
 from adaloss.targets import render_heatmaps
-from bench.augment import random_angles, random_rotation, rotate, rotate_points
+from bench.run.augment import random_angles, random_rotation, rotate, rotate_points
 
 
 def centroid(heatmaps: torch.Tensor) -> torch.Tensor:

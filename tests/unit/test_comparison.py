@@ -1,4 +1,4 @@
-"""bench.comparison: the paired test of adaptive schedules against the best fixed sigma,
+"""bench.track.comparison: the paired test of adaptive schedules against the best fixed sigma,
 checked against the closed form of Student's t with 2 degrees of freedom,
 P(|T| > t) = 1 - t / sqrt(2 + t^2)."""
 
@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.comparison import paired_comparison
+from bench.track.comparison import paired_comparison
 
 
 def records(rows: list[tuple[str, str, float, int, float, str]]) -> pd.DataFrame:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.cell import cell_key
-from bench.commands import run
-from bench.grid import GridError, expand_cells, load_grid, parse_lrs, shipped_grids
+from bench.cli.run_command import run
+from bench.run.cell import cell_key
+from bench.run.grid import GridError, expand_cells, load_grid, parse_lrs, shipped_grids
 
 USER_GRID = """\
 task: cathdet

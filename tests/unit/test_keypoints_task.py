@@ -333,7 +333,7 @@ def test_pck_radius_with_several_instances_is_refused() -> None:
     ],
 )
 def test_malformed_metric_options_name_the_key(metric: dict[str, object], message: str) -> None:
-    # bench.grid refuses these in a grid file; a direct caller of get_task gets the same line
+    # bench.run.grid refuses these in a grid file; a direct caller of get_task gets the same line
     with pytest.raises(ValueError, match=message):
         get_task("keypoints", layout((64, 64), False), {"metric": metric})
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models import DenseUNet, UNet, conv_layers
+from bench.tasks.models import DenseUNet, UNet, conv_layers
 
 
 def test_unet_has_the_papers_nine_conv_layers_of_kernel_5() -> None:

@@ -1,4 +1,4 @@
-"""bench.orphans: which RUNNING runs have lost their process."""
+"""bench.track.orphans: which RUNNING runs have lost their process."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import time
 from types import SimpleNamespace
 
-from bench.orphans import (
+from bench.track.orphans import (
     HEARTBEAT_TAG,
     OWNER_TAG,
     STALE_AFTER_S,

@@ -11,9 +11,9 @@ import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from bench import queue
-from bench.cell import cell_key
-from bench.grid import expand_cells, load_grid
+from bench.run.cell import cell_key
+from bench.run.grid import expand_cells, load_grid
+from bench.scale import queue
 
 URI = "sqlite:///unused/mlflow.db"
 
@@ -125,7 +125,7 @@ def test_two_workers_never_claim_the_same_cell(tmp_path: Path) -> None:
     assert sorted(taken) == sorted(cell_key(cell) for cell in cells)
     # the claimed trial carries the cell it was queued with, unchanged
     grid = queue.queued_grids(workers[0])[0]
-    assert {cell_key(queue.trial_cell(t)) for t in grid.trials(TrialState.RUNNING)} == set(taken)
+    assert {cell_key(queue.queued_cell(t)) for t in grid.trials(TrialState.RUNNING)} == set(taken)
 
 
 def test_a_trial_without_a_readable_cell_is_failed_and_skipped(tmp_path: Path) -> None:

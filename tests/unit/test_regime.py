@@ -1,4 +1,4 @@
-"""bench.regime: the regime criteria of docs/data.md on hand-made curves."""
+"""bench.track.regime: the regime criteria of docs/data.md on hand-made curves."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.regime import convergence, data_gain, data_sufficient, tail_length
+from bench.track.regime import convergence, data_gain, data_sufficient, tail_length
 
 
 @pytest.mark.parametrize(("epochs", "tail"), [(1, 1), (4, 1), (5, 2), (20, 5), (30, 8)])

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 from mlflow.entities import Metric, Param
 
-from bench.commands import report as report_command
-from bench.report import ReportError, build_report, markdown, summarise, write_report
-from bench.tracking import ROLE_TAG, ensure_experiment, open_store
+from bench.cli.report_command import report as report_command
+from bench.track.report import ReportError, build_report, markdown, summarise, write_report
+from bench.track.tracking import ROLE_TAG, ensure_experiment, open_store
 
 T0 = 1_700_000_000_000  # ms; runs get increasing start times so "newest" is well defined
 

@@ -1,11 +1,11 @@
-"""bench.schedule: the grid's view of the schedules agrees with the library's."""
+"""bench.run.schedule: the grid's view of the schedules agrees with the library's."""
 
 from __future__ import annotations
 
 import inspect
 
 from adaloss.schedules import LOSS_SCALES, VARIANCE_READINGS, Adaloss
-from bench.schedule import CHOICE_KEYS, KEYS_BY_KIND, PAPER_RULE, ScheduleConfig
+from bench.run.schedule import CHOICE_KEYS, KEYS_BY_KIND, PAPER_RULE, ScheduleConfig
 
 
 def test_choice_keys_mirror_the_library() -> None:

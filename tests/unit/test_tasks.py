@@ -10,8 +10,8 @@ import torch
 from adaloss.targets import render_heatmaps
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.layout import DataLayout
-from bench.models import conv_layers
 from bench.tasks import TASK_NAMES, get_task
+from bench.tasks.models import conv_layers
 from bench.tasks.scoring import peak_settings
 
 

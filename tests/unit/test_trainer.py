@@ -10,21 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-import bench.trainer as trainer
+import bench.run.trainer as trainer
 from adaloss.schedules import FixedSigma
 from adaloss.targets import render_heatmaps
-from bench.cell import CellConfig, cell_key
-from bench.checkpoint import checkpoints, load_latest
 from bench.data.dataset import Split
 from bench.data.sources import load_dataset
-from bench.models import UNet
-from bench.schedule import ScheduleConfig, build_schedule
-from bench.trainer import (
+from bench.run.cell import CellConfig, cell_key
+from bench.run.checkpoint import checkpoints, load_latest
+from bench.run.schedule import ScheduleConfig, build_schedule
+from bench.run.trainer import (
     LoopConfig,
     resolve_device,
     run_epoch,
     train_cell,
 )
+from bench.tasks.models import UNet
 
 TIMING_KEYS = ("epoch_time_s",)
 

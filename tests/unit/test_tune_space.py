@@ -10,9 +10,15 @@ import pytest
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from bench.grid import expand_cells, load_grid
-from bench.tune import WindowWarmupPruner, first_sigma_move
-from bench.tune_space import DEFAULT_SPACE, ParamRange, TuneSpec, read_tune_section, trial_cell
+from bench.run.grid import expand_cells, load_grid
+from bench.scale.tune import WindowWarmupPruner, first_sigma_move
+from bench.scale.tune_space import (
+    DEFAULT_SPACE,
+    ParamRange,
+    TuneSpec,
+    read_tune_section,
+    tuned_cell,
+)
 
 
 class SectionError(ValueError):
@@ -107,11 +113,11 @@ def test_the_shipped_grids_document_a_valid_space() -> None:
 
 def test_trial_cell_replaces_only_the_tuned_values() -> None:
     base = expand_cells(load_grid("cathdet"), "smoke", methods=["adaloss"], lrs=[1e-3])[0]
-    cell = trial_cell(base, {"window": 5, "rho": 0.25, "lr": 1e-4})
+    cell = tuned_cell(base, {"window": 5, "rho": 0.25, "lr": 1e-4})
     assert (cell.schedule.window, cell.schedule.rho, cell.lr) == (5, 0.25, 1e-4)
     assert cell.schedule.restrict == base.schedule.restrict
     assert (cell.method, cell.epochs, cell.seed) == (base.method, base.epochs, base.seed)
-    assert trial_cell(base, {"window": 2}).lr == base.lr
+    assert tuned_cell(base, {"window": 2}).lr == base.lr
 
 
 def test_first_sigma_move_is_the_smallest_window_plus_one() -> None:

@@ -9,7 +9,7 @@
         lr: {choices: [1.0e-3, 1.0e-4]}      # or a low/high range
       pruner: {n_startup_trials: 4, n_warmup_steps: null}
 
-Tunable: every key of the adaloss schedule (bench/schedule.py: lengths in pixels of the grid's
+Tunable: every key of the adaloss schedule (bench/run/schedule.py: lengths in pixels of the grid's
 sigma_ref frame; restrict, reset_on_change, unit, variance_of and loss_scale as choices) and the
 learning rate lr. `n_warmup_steps`: epochs 1..n of a trial are never
 pruned (null: the trial's own window + 2, since Adaloss first moves sigma after epoch w + 1).
@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bench.cell import CellConfig
-from bench.schedule import BOOLEAN_KEYS, CHOICE_KEYS, INTEGER_KEYS, KEYS_BY_KIND, NULLABLE_KEYS
+from bench.run.cell import CellConfig
+from bench.run.schedule import BOOLEAN_KEYS, CHOICE_KEYS, INTEGER_KEYS, KEYS_BY_KIND, NULLABLE_KEYS
 
 if TYPE_CHECKING:
     import optuna
@@ -193,7 +193,7 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], at: KeyPath, 
             raise fail((*at, str(key)), f"unknown key (valid: {', '.join(allowed)})")
 
 
-def trial_cell(base: CellConfig, params: Mapping[str, Any]) -> CellConfig:
+def tuned_cell(base: CellConfig, params: Mapping[str, Any]) -> CellConfig:
     """`base` with the trial's schedule parameters and learning rate."""
     schedule = dataclasses.replace(
         base.schedule,

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench import paper
-from bench.comparison import ALPHA, TEST_NAME, paired_comparison
 from bench.data.layout import DataLayout
+from bench.track import paper
+from bench.track.comparison import ALPHA, TEST_NAME, paired_comparison
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +85,7 @@ def build_report(
     """Reads the grid's runs from the store at `uri`; raises ReportError when there are none,
     or when `reference` (the method the comparison pairs every other with) is not in the grid.
     grid_file: the grid's YAML (default: the shipped grid `grid`), for the order of methods."""
-    from bench.tracking import ROLE_TAG, cell_runs, open_store
+    from bench.track.tracking import ROLE_TAG, cell_runs, open_store
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise ReportError(f"no MLflow store at {uri}; run `bench run --grid {grid}` first")
@@ -154,7 +154,7 @@ def run_task(runs: Sequence[Any]) -> tuple[Task, DataLayout]:
     (keypoints) is rebuilt from the layout and options its runs recorded, so the report needs
     neither the grid nor the data."""
     from bench.tasks import get_task, task_entry
-    from bench.tracking import LAYOUT_TAG, TASK_OPTIONS_TAG
+    from bench.track.tracking import LAYOUT_TAG, TASK_OPTIONS_TAG
 
     recorded = next((run for run in runs if LAYOUT_TAG in run.data.tags), runs[0])
     tags = recorded.data.tags
@@ -179,12 +179,12 @@ def training_regime(
     records: pd.DataFrame, curves: dict[str, RunCurves], metric: str, higher_is_better: bool
 ) -> pd.DataFrame:
     """Were the best fixed-sigma cells properly trained? One row per seed of the best fixed sigma
-    at each lr (by the mean of `metric`), its validation curve judged by `bench.regime`: columns
-    REGIME_COLUMNS and status ("converged", "still improving", "overfit", "unstable")."""
+    at each lr (by the mean of `metric`), its validation curve judged by `bench.track.regime`:
+    columns REGIME_COLUMNS and status ("converged", "still improving", "overfit", "unstable")."""
     import pandas as pd
 
-    from bench.comparison import best_fixed_method
-    from bench.regime import convergence
+    from bench.track.comparison import best_fixed_method
+    from bench.track.regime import convergence
 
     usable = records[(records.outcome == "finished") & records[metric].notna()]
     rows = []
@@ -224,9 +224,10 @@ def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
         "## Training regime of the best fixed sigma",
         "",
         f"Validation curve ({validation_metric}) of each seed of the best fixed sigma at each lr "
-        "(bench/regime.py): converged when the last quarter's best is within 5 % of the best and "
-        "the last epoch within 15 %; still improving when the last quarter beat the earlier "
-        "epochs by more than 5 %; overfit when it is worse while the training loss kept falling.",
+        "(bench/track/regime.py): converged when the last quarter's best is within 5 % of the "
+        "best and the last epoch within 15 %; still improving when the last quarter beat the "
+        "earlier epochs by more than 5 %; overfit when it is worse while the training loss kept "
+        "falling.",
         "",
     ]
     rows = [
@@ -264,7 +265,7 @@ def select_runs(runs: Sequence[Any]) -> list[Any]:
 
     runs: MLflow runs, newest first.
     """
-    from bench.orphans import SUPERSEDED_TAG
+    from bench.track.orphans import SUPERSEDED_TAG
 
     chosen: dict[tuple[str, str, str], Any] = {}
     for run in runs:
@@ -402,7 +403,7 @@ def _history(client: Any, run_id: str, key: str) -> Curve:
 
 def method_order(grid: str) -> list[str]:
     """The grid file's method order when the grid is a shipped one or a readable path."""
-    from bench.grid import GridError, load_grid
+    from bench.run.grid import GridError, load_grid
 
     try:
         return list(load_grid(grid).methods)
@@ -595,7 +596,7 @@ def write_figures(report: Report, folder: Path, *, overlays: bool = True) -> lis
     """figures/validation_per_epoch.png, figures/sigma_per_epoch.png, one
     figures/sigma_per_group_<method>_lr<lr>_s<seed>.png per run with group curves, and the runs'
     prediction overlays as overlays/<method>_lr<lr>_s<seed>.png."""
-    from bench import figures
+    from bench.track import figures
 
     rank = {method: index for index, method in enumerate(dict.fromkeys(report.table.method))}
     records = report.records.assign(rank=report.records.method.map(rank)).sort_values(

@@ -1,9 +1,9 @@
 """Runs a grid's cells with the shared trainer, one MLflow child run per cell.
 
 The parent process owns the MLflow store and the progress display. With `jobs=1` cells train in
-this process; with `jobs>1` each of N spawned worker processes trains one cell at a time and sends
-its epochs and result back over a queue (workers never touch the store). Whatever happens to one
-cell (an exception, a dead worker) is recorded on that cell's run and the grid goes on; a
+this process; with `jobs>1` each of N spawned cell processes trains one cell at a time and sends
+its epochs and result back over a queue (they never touch the store). Whatever happens to one
+cell (an exception, a dead process) is recorded on that cell's run and the grid goes on; a
 diverged cell is a result, not a failure. Ctrl-C marks the open runs KILLED and re-raises.
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.cell import CellConfig, cell_key
-from bench.progress import Progress, cell_label, format_value
-from bench.tracking import CELL_DONE, GridTracker, cell_status
+from bench.run.cell import CellConfig, cell_key
+from bench.run.progress import Progress, cell_label, format_value
+from bench.track.tracking import CELL_DONE, GridTracker, cell_status
 
 TrainFn = Callable[..., Any]
 """`train_cell(cell, *, device, logger, checkpoint_dir, data_root) -> CellResult`."""
@@ -52,7 +52,8 @@ class CellReport:
 
 @dataclass
 class RunOptions:
-    """How cells execute. train_fn None means `bench.trainer.train_cell` (tests inject theirs)."""
+    """How cells execute. train_fn None means `bench.run.trainer.train_cell` (tests inject
+    theirs)."""
 
     checkpoint_root: Path
     device: str = "cpu"
@@ -86,8 +87,8 @@ def default_jobs(device: str) -> int:
     return max(1, torch.cuda.device_count()) if device == "cuda" else 1
 
 
-def worker_devices(device: str, jobs: int) -> list[str]:
-    """The device of each worker slot: GPUs round-robin for plain "cuda", else `device`."""
+def process_devices(device: str, jobs: int) -> list[str]:
+    """The device of each process slot: GPUs round-robin for plain "cuda", else `device`."""
     import torch
 
     count = torch.cuda.device_count() if device == "cuda" else 0
@@ -127,7 +128,7 @@ def plan(
 def run_cells(
     cells: Sequence[CellConfig], tracker: GridTracker, options: RunOptions, progress: Progress
 ) -> list[CellReport]:
-    """Trains `cells` in order (or over `options.jobs` workers); one report per cell."""
+    """Trains `cells` in order (or over `options.jobs` processes); one report per cell."""
     session = _Session(tracker, options, progress)
     if options.force:
         for cell in cells:
@@ -136,7 +137,7 @@ def run_cells(
         if options.jobs <= 1:
             _run_inline(cells, session, options)
         else:
-            _run_workers(cells, session, options)
+            _run_processes(cells, session, options)
     except KeyboardInterrupt:
         session.kill_open()
         raise
@@ -161,8 +162,8 @@ def run_grid(
     Returns the reports of skipped cells, then those of the cells this call ran. No parent run is
     opened when nothing is left to run. Ctrl-C closes the parent run KILLED and re-raises.
     """
-    from bench.orphans import close_orphans, mark_superseded
-    from bench.tracking import ROLE_TAG, cell_runs, environment_tags, running_runs
+    from bench.track.orphans import close_orphans, mark_superseded
+    from bench.track.tracking import ROLE_TAG, cell_runs, environment_tags, running_runs
 
     # runs of earlier invocations whose process died (SIGKILL, a crash) are closed first
     orphans = close_orphans(client, running_runs(client, experiment_id))
@@ -345,7 +346,7 @@ class _SessionLogger:
 
 
 class _QueueLogger:
-    """The trainer's EpochLogger in a worker: epochs go to the parent, which logs them."""
+    """The trainer's EpochLogger in a cell process: epochs go to the parent, which logs them."""
 
     def __init__(self, outbox: Any, slot: int, key: str) -> None:
         self.outbox = outbox
@@ -359,7 +360,7 @@ class _QueueLogger:
 def _train_function(train_fn: TrainFn | None) -> TrainFn:
     if train_fn is not None:
         return train_fn
-    from bench.trainer import train_cell
+    from bench.run.trainer import train_cell
 
     return train_cell
 
@@ -384,29 +385,29 @@ def _run_inline(cells: Sequence[CellConfig], session: _Session, options: RunOpti
             session.done(key, result)
 
 
-def _run_workers(cells: Sequence[CellConfig], session: _Session, options: RunOptions) -> None:
+def _run_processes(cells: Sequence[CellConfig], session: _Session, options: RunOptions) -> None:
     context = multiprocessing.get_context("spawn")
     outbox = context.Queue()
-    devices = worker_devices(options.device, options.jobs)
+    devices = process_devices(options.device, options.jobs)
     threads = max(1, len(os.sched_getaffinity(0)) // options.jobs)
     inboxes: list[Any] = []
-    workers: list[Any] = []
+    processes: list[Any] = []
 
-    def start_worker(slot: int) -> Any:
+    def start_process(slot: int) -> Any:
         inbox = context.Queue()
         process = context.Process(
-            target=_worker_main,
+            target=_process_main,
             args=(slot, devices[slot], threads, inbox, outbox, options),
-            name=f"bench-worker-{slot}",
+            name=f"bench-cell-process-{slot}",
             daemon=True,
         )
         process.start()
         return inbox, process
 
     for slot in range(options.jobs):
-        inbox, process = start_worker(slot)
+        inbox, process = start_process(slot)
         inboxes.append(inbox)
-        workers.append(process)
+        processes.append(process)
 
     pending = deque(cells)
     busy: dict[int, str] = {}
@@ -424,18 +425,18 @@ def _run_workers(cells: Sequence[CellConfig], session: _Session, options: RunOpt
             try:
                 kind, slot, key, payload = outbox.get(timeout=0.5)
             except queue.Empty:
-                for slot, process in enumerate(workers):
+                for slot, process in enumerate(processes):
                     if slot in busy and not process.is_alive():
                         session.failed(
                             busy.pop(slot),
-                            f"worker process {slot} ({devices[slot]}) exited with code "
+                            f"cell process {slot} ({devices[slot]}) exited with code "
                             f"{process.exitcode} while training this cell\n",
                         )
-                        inboxes[slot], workers[slot] = start_worker(slot)
+                        inboxes[slot], processes[slot] = start_process(slot)
                         idle.append(slot)
                 continue
             if key not in session.open:
-                continue  # from a worker already given up for dead; its cell is recorded
+                continue  # from a process already given up for dead; its cell is recorded
             if kind == "epoch":
                 session.epoch(key, *payload)
                 continue
@@ -449,16 +450,16 @@ def _run_workers(cells: Sequence[CellConfig], session: _Session, options: RunOpt
     finally:
         for inbox in inboxes:
             inbox.put(None)
-        for process in workers:
+        for process in processes:
             if interrupted:
                 process.terminate()
             process.join(timeout=30)
 
 
-def _worker_main(
+def _process_main(
     slot: int, device: str, threads: int, inbox: Any, outbox: Any, options: RunOptions
 ) -> None:
-    """A worker process: trains the cells it is sent until it receives None."""
+    """A cell process: trains the cells it is sent until it receives None."""
     import torch
 
     torch.set_num_threads(threads)
@@ -479,7 +480,7 @@ def _worker_main(
             else:
                 outbox.put(("done", slot, key, _portable(result)))
     except KeyboardInterrupt:
-        return  # the parent marks this worker's run KILLED
+        return  # the parent marks this process's run KILLED
 
 
 def _portable(result: Any) -> Any:

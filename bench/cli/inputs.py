@@ -1,7 +1,7 @@
 """Up-front checks of what a command is given: devices, stores, storages and folders.
 
 Every command runs these before it writes anything (an MLflow run, an Optuna study, a cache
-folder), so that a mistake costs one line and exit code 2 (`bench.cli_options.BadInput`), not a
+folder), so that a mistake costs one line and exit code 2 (`bench.cli.options.BadInput`), not a
 failed run per cell or a traceback. Each check raises ValueError with one line that names the
 option and the fix. Nothing here creates a file or a folder, except `check_data`, which caches
 the data it has checked (bad data are never cached).
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from bench.cell import CellConfig
+    from bench.run.cell import CellConfig
 
 CONNECT_TIMEOUT_S = 3  # whole seconds: libpq refuses a fractional connect_timeout
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:(?P<index>\d+))$")

@@ -1,6 +1,6 @@
 """The `bench` command line: the root group and its lazily imported subcommands.
 
-Every error reaches the user as one line on stderr with the exit code of `bench.cli_options`:
+Every error reaches the user as one line on stderr with the exit code of `bench.cli.options`:
 click's own usage errors (an unknown option, a value out of range) included, which click would
 otherwise print with the usage text around them.
 """
@@ -13,17 +13,17 @@ from typing import Any
 import click
 
 from bench import __version__
-from bench.cli_options import EXIT_CODES_HELP, EXIT_INTERRUPTED
-from bench.lazy_group import LazyGroup
+from bench.cli.lazy_group import LazyGroup
+from bench.cli.options import EXIT_CODES_HELP, EXIT_INTERRUPTED
 
 # name -> "module:click object". Each module imports only click at module level.
 COMMANDS = {
-    "data": "bench.data.cli:data",
-    "perf": "bench.perf:perf",
-    "report": "bench.commands:report",
-    "run": "bench.commands:run",
-    "tune": "bench.tune_command:tune",
-    "worker": "bench.worker_command:worker",
+    "data": "bench.cli.data_command:data",
+    "perf": "bench.cli.perf_command:perf",
+    "report": "bench.cli.report_command:report",
+    "run": "bench.cli.run_command:run",
+    "tune": "bench.cli.tune_command:tune",
+    "worker": "bench.cli.worker_command:worker",
 }
 
 

@@ -48,3 +48,7 @@ profile_option = click.option(
     show_default=True,
     help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
 )
+
+device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K."
+)

@@ -8,14 +8,10 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
-
-if TYPE_CHECKING:
-    from bench.cell import CellConfig
+from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option, device_option
 
 
 @click.command("worker", epilog=EXIT_CODES_HELP)
@@ -26,7 +22,7 @@ if TYPE_CHECKING:
     help="Optuna storage holding queued grids (from `bench run --grid NAME --queue URL`): "
     "postgresql+psycopg2://USER@HOST/DB, sqlite:///FILE or journal:FILE.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@device_option
 @click.option(
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store the grid was queued with).",
@@ -86,9 +82,11 @@ def worker(
     """Take queued cells one at a time until none is left, logging each to MLflow."""
     import optuna
 
-    from bench import inputs, queue, runner
-    from bench import worker as workers
+    from bench.cli import inputs
     from bench.data.sources import data_root as default_data_root
+    from bench.run import runner
+    from bench.scale import queue
+    from bench.scale import worker as workers
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -99,7 +97,7 @@ def worker(
         inputs.check_storage_url(queue_url, "--queue")
         liveness = queue.Liveness(heartbeat, grace, max_retry)
         storage = queue.open_storage(queue_url, liveness)
-    except ValueError as error:  # QueueError and the checks of bench.inputs
+    except ValueError as error:  # QueueError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
     if threads is not None:
         import torch
@@ -151,41 +149,3 @@ def worker(
             err=True,
         )
         sys.exit(1)
-
-
-def enqueue_grid(
-    queue_url: str, grid_name: str, cells: list[CellConfig], uri: str, data_root: Path | None
-) -> None:
-    """`bench run --grid NAME --queue URL`: creates the MLflow store and the grid's experiment
-    (here, once, before any worker starts), then queues the cells that have no FINISHED run."""
-    import optuna
-
-    from bench import queue, tracking
-    from bench.runner import plan
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warning = queue.local_tracking_warning(queue_url, uri)
-    if warning:
-        click.echo(warning, err=True)
-    client = tracking.open_store(uri)
-    experiment_id = tracking.ensure_experiment(client, uri, grid_name)
-    to_queue, finished = plan(
-        cells, tracking.cell_runs(client, experiment_id), force=False, data_root=data_root
-    )
-    try:
-        storage = queue.open_storage(queue_url)
-        summary = queue.enqueue_cells(storage, grid_name, to_queue, uri)
-    except ValueError as error:  # QueueError
-        raise BadInput(str(error)) from None
-    shown = queue.redact(queue_url)
-    click.echo(
-        f"queued {summary.added} new cells of grid {grid_name} in study {summary.study} at "
-        f"{shown} ({summary.already_queued} already queued or running, "
-        f"{summary.already_complete + len(finished)} already done); tracking in {uri}",
-        err=True,
-    )
-    secret = " (the same URL, with its password)" if shown != queue_url else ""
-    click.echo(
-        f"start workers (one per GPU or machine) with: bench worker --queue {shown}{secret}",
-        err=True,
-    )

@@ -47,7 +47,7 @@ def paired_comparison(
     with `reference` (a method label), one row per (lr, other method) against that method.
 
     records: one row per run with columns method, lr, seed, outcome, schedule and `metric`
-    (`bench.report.run_records`). Only finished runs with a finite `metric` count; seeds that
+    (`bench.track.report.run_records`). Only finished runs with a finite `metric` count; seeds that
     only one side has are left out of the pairs. difference = method - reference, in the
     metric's units. verdict: "better" or "worse" when p < ALPHA, "no significant difference"
     otherwise, and "too few pairs" with fewer than 2 (no test is possible). Columns: COLUMNS.

@@ -20,6 +20,7 @@ workers share, e.g. NFS).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import threading
 import time
@@ -37,7 +38,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.cell import CellConfig, cell_key
+from bench.run.cell import CellConfig, cell_key
 
 DEFAULT_STUDY_STORAGE = "sqlite:///mlruns/optuna.db"
 JOURNAL_PREFIX = "journal:"
@@ -264,6 +265,27 @@ def enqueue_cells(
     return EnqueueSummary(study.study_name, added, queued, complete)
 
 
+def enqueue_grid(
+    queue_url: str,
+    grid: str,
+    cells: Sequence[CellConfig],
+    tracking_uri: str,
+    data_root: Path | None = None,
+) -> EnqueueSummary:
+    """`bench run --queue`: creates the MLflow store and the grid's experiment here, once, before
+    any worker starts, then queues the cells that have no FINISHED run (counted as complete)."""
+    from bench.run.runner import plan
+    from bench.track import tracking
+
+    client = tracking.open_store(tracking_uri)
+    experiment_id = tracking.ensure_experiment(client, tracking_uri, grid)
+    to_queue, finished = plan(
+        cells, tracking.cell_runs(client, experiment_id), force=False, data_root=data_root
+    )
+    summary = enqueue_cells(open_storage(queue_url), grid, to_queue, tracking_uri)
+    return dataclasses.replace(summary, already_complete=summary.already_complete + len(finished))
+
+
 def queue_states(storage: BaseStorage, grid: str) -> dict[str, str]:
     """cell_key -> the state of the cell's newest trial in the grid's queue ("waiting",
     "running", "complete", "fail"); {} when the grid was never queued there."""
@@ -357,7 +379,7 @@ def claim_next_cell(
                 continue
             trial = grid.storage.get_trial(trial_id)
             try:
-                cell = trial_cell(trial)
+                cell = queued_cell(trial)
             except QueueError as error:
                 grid.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 on_invalid(f"{grid.study.study_name}: {error}")
@@ -366,7 +388,7 @@ def claim_next_cell(
     return None
 
 
-def trial_cell(trial: FrozenTrial) -> CellConfig:
+def queued_cell(trial: FrozenTrial) -> CellConfig:
     """The cell a queued trial stands for; QueueError when its config no longer matches its key
     (queued by a different version of bench)."""
     try:

@@ -3,7 +3,7 @@
 Adaloss claims to need no problem-specific parameters; a study checks that claim (flat parameter
 importances, a best trial close to the defaults) and finds w and rho where it fails.
 
-- The search space is the grid file's `tune:` section (`bench.tune_space`); without one,
+- The search space is the grid file's `tune:` section (`bench.scale.tune_space`); without one,
   window w in 2..8 and rho in 0.05..5 (log-uniform).
 - Each trial trains one cell (the grid's method with the trial's parameters) with the shared
   trainer; the objective is the task's validation metric at the last epoch (lower is better; a
@@ -34,10 +34,10 @@ import optuna
 from optuna.pruners import BasePruner, MedianPruner
 from optuna.trial import FrozenTrial, TrialState
 
-from bench.cell import CellConfig, cell_key
-from bench.progress import Progress
-from bench.tracking import GridTracker
-from bench.tune_space import TuneSpec, trial_cell
+from bench.run.cell import CellConfig, cell_key
+from bench.run.progress import Progress
+from bench.scale.tune_space import TuneSpec, tuned_cell
+from bench.track.tracking import GridTracker
 
 WARMUP_AFTER_WINDOW = 2  # epochs after the window during which no trial is pruned by default
 STUDY_ATTRS = ("grid", "task", "method", "profile", "epochs", "objective")
@@ -116,7 +116,7 @@ def open_study(
             f"study {name!r} was created for other settings: {differences}; pass --study NEW_NAME "
             "for a new study"
         )
-    from bench.queue import KIND_ATTR
+    from bench.scale.queue import KIND_ATTR
 
     study.set_user_attr(KIND_ATTR, "tune")
     for key, value in wanted.items():
@@ -128,7 +128,7 @@ def open_study(
 class TuneRun:
     """What one `bench tune` invocation needs to run trials.
 
-    train_fn: None means `bench.trainer.train_cell` (tests inject theirs).
+    train_fn: None means `bench.run.trainer.train_cell` (tests inject theirs).
     outcomes: trial number -> finished | diverged | pruned | failed | killed, of this invocation.
     """
 
@@ -146,7 +146,7 @@ class TuneRun:
     def __call__(self, trial: optuna.Trial) -> float:
         """The objective: trains the trial's cell, returns its last validation metric."""
         params = {name: space.suggest(trial) for name, space in self.spec.space.items()}
-        cell = trial_cell(self.base, params)
+        cell = tuned_cell(self.base, params)
         key = cell_key(cell)
         run_id = self.tracker.start_cell(cell, self.device)
         self.tracker.client.set_tag(run_id, "trial", str(trial.number))
@@ -228,7 +228,7 @@ class _PruningLogger:
 
 
 def _train_cell() -> Callable[..., Any]:
-    from bench.trainer import train_cell
+    from bench.run.trainer import train_cell
 
     return train_cell
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bench.schedule import PAPER_RULE
+from bench.run.schedule import PAPER_RULE
 
 TABLE1 = "Teixeira et al. 2019, Table 1 (CathDet)"
 TABLE3 = "Teixeira et al. 2019, Table 3 (300-W)"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import EXIT_CODES_HELP, BadInput, data_root_option
+from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option
 from bench.profiles import PROFILES
 
 if TYPE_CHECKING:
@@ -170,8 +170,8 @@ def _check_task(task: str) -> None:
 
 def _prepare(task: str, profile: str, source: str, data_root: Path | None) -> Prepared:
     """sources.prepare_dataset with its errors turned into one-line CLI errors."""
+    from bench.cli.inputs import check_writable_folder
     from bench.data import sources
-    from bench.inputs import check_writable_folder
 
     if source != "synthetic" and not Path(source).exists():
         raise click.BadParameter(

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from bench.cell import CellConfig
+from bench.run.cell import CellConfig
 
 
 def cell_label(cell: CellConfig) -> str:

@@ -20,11 +20,11 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
       linear:  {schedule: linear, sigma0: 60, k: 0.5}
     profiles:                # optional overrides of the task's per-profile defaults
       paper: {epochs: 100, batch_size: 8}
-    tune:                    # optional: `bench tune`'s search space (bench/tune_space.py)
+    tune:                    # optional: `bench tune`'s search space (bench/scale/tune_space.py)
       method: adaloss
       space: {window: {low: 2, high: 8}, rho: {low: 0.05, high: 5, log: true}}
 
-Method keys by schedule (bench/schedule.py; the rule in docs/design.md). Lengths (sigma, sigma0,
+Method keys by schedule (bench/run/schedule.py; the rule in docs/design.md). Lengths (sigma, sigma0,
 sigma_min, rho, max_step, k) are pixels of the sigma_ref frame, scaled to heatmap pixels:
     fixed:   sigma (required, > 0)
     adaloss: sigma0 (> 0; default a quarter of the heatmap side), sigma_min (> 0, default 1),
@@ -51,9 +51,9 @@ from typing import Any
 
 import yaml
 
-from bench.cell import CellConfig
 from bench.profiles import PROFILES
-from bench.schedule import (
+from bench.run.cell import CellConfig
+from bench.run.schedule import (
     BOOLEAN_KEYS,
     CHOICE_KEYS,
     INTEGER_KEYS,
@@ -423,8 +423,8 @@ class _GridReader:
         return result
 
     def tune(self, value: Any, methods: dict[str, ScheduleConfig]) -> dict[str, Any]:
-        """The raw `tune:` mapping, checked by `bench.tune_space` with this file's lines."""
-        from bench.tune_space import read_tune_section
+        """The raw `tune:` mapping, checked by `bench.scale.tune_space` with this file's lines."""
+        from bench.scale.tune_space import read_tune_section
 
         section = self.mapping(value or {}, ("tune",))
         spec = read_tune_section(section, self.fail)
@@ -445,7 +445,7 @@ class _GridReader:
         return dict(extra)
 
     def task_options(self, task: str, top: dict[str, Any], data_source: str) -> dict[str, Any]:
-        """The keys of a task shaped by its data; the data check (`bench.inputs.check_data`)
+        """The keys of a task shaped by its data; the data check (`bench.cli.inputs.check_data`)
         compares landmark indices with the data once they are loaded."""
         from bench.tasks import task_entry
 

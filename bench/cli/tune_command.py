@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
-from bench.cli_options import (
+from bench.cli.options import (
     EXIT_CODES_HELP,
     BadInput,
     data_root_option,
+    device_option,
     profile_option,
     tracking_uri_option,
 )
@@ -55,7 +56,7 @@ from bench.cli_options import (
     show_default=True,
     help="TPE sampler seed (give each process sharing a study its own).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@device_option
 @tracking_uri_option
 @data_root_option
 @click.option(
@@ -81,14 +82,16 @@ def tune(
     """Tune Adaloss (window, rho, ...) with Optuna; each trial is a nested MLflow run."""
     import optuna
 
-    from bench import inputs, queue, tracking
-    from bench import tune as tuning
+    from bench.cli import inputs
     from bench.data.sources import cell_task
     from bench.data.sources import data_root as default_data_root
-    from bench.grid import GridError, expand_cells, load_grid
-    from bench.progress import Progress
-    from bench.schedule import KEYS_BY_KIND
-    from bench.tune_space import read_tune_section
+    from bench.run.grid import GridError, expand_cells, load_grid
+    from bench.run.progress import Progress
+    from bench.run.schedule import KEYS_BY_KIND
+    from bench.scale import queue
+    from bench.scale import tune as tuning
+    from bench.scale.tune_space import read_tune_section
+    from bench.track import tracking
 
     if trials is None and not show:
         raise click.UsageError(
@@ -124,7 +127,7 @@ def tune(
         inputs.check_storage_url(storage_url, "--storage")
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
         data_lines = inputs.check_data([base], data_root)
-    except ValueError as error:  # GridError and the checks of bench.inputs
+    except ValueError as error:  # GridError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
     if profile == "auto":
         click.echo(inputs.auto_profile_note(chosen), err=True)

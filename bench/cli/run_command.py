@@ -1,4 +1,4 @@
-"""`bench run` and `bench report`.
+"""`bench run`.
 
 Only click and the standard library are imported at module level: `bench --help` lists these
 commands without importing torch, mlflow or pandas, which the command bodies import when run.
@@ -6,7 +6,6 @@ commands without importing torch, mlflow or pandas, which the command bodies imp
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -14,16 +13,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli_options import (
+from bench.cli.options import (
     EXIT_CODES_HELP,
     BadInput,
     data_root_option,
+    device_option,
     profile_option,
     tracking_uri_option,
 )
 
 if TYPE_CHECKING:
-    from bench.cell import CellConfig
+    from bench.run.cell import CellConfig
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -42,7 +42,7 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")
 @click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per cell (default: profile's).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@device_option
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -77,9 +77,11 @@ def run(
     queue_url: str | None,
 ) -> None:
     """Train every cell of a grid, tracked in MLflow; finished cells are skipped."""
-    from bench import grid as grids
-    from bench import inputs, runner, tracking
+    from bench.cli import inputs
     from bench.data.sources import data_root as default_data_root
+    from bench.run import grid as grids
+    from bench.run import runner
+    from bench.track import tracking
 
     if queue_url is not None and (force or fail_fast or jobs):
         raise click.UsageError(
@@ -98,7 +100,7 @@ def run(
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
         if queue_url is not None:
             inputs.check_storage_url(queue_url, "--queue")
-    except ValueError as error:  # GridError and the checks of bench.inputs
+    except ValueError as error:  # GridError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
     if profile == "auto":
         click.echo(inputs.auto_profile_note(chosen), err=True)
@@ -113,9 +115,7 @@ def run(
     except ValueError as error:  # the data or the grid's task options
         raise BadInput(str(error)) from None
     if queue_url is not None:
-        from bench.worker_command import enqueue_grid
-
-        enqueue_grid(queue_url, grid.name, cells, uri, data_root)
+        _enqueue(queue_url, grid.name, cells, uri, data_root)
         return
     client = tracking.open_store(uri)
     experiment_id = tracking.ensure_experiment(client, uri, grid.name)
@@ -171,18 +171,48 @@ def run(
         sys.exit(1)
 
 
+def _enqueue(
+    queue_url: str, grid_name: str, cells: list[CellConfig], uri: str, data_root: Path | None
+) -> None:
+    """Queue the cells for `bench worker` processes and say how to start them."""
+    import optuna
+
+    from bench.scale import queue
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warning = queue.local_tracking_warning(queue_url, uri)
+    if warning:
+        click.echo(warning, err=True)
+    try:
+        summary = queue.enqueue_grid(queue_url, grid_name, cells, uri, data_root)
+    except ValueError as error:  # QueueError
+        raise BadInput(str(error)) from None
+    shown = queue.redact(queue_url)
+    click.echo(
+        f"queued {summary.added} new cells of grid {grid_name} in study {summary.study} at "
+        f"{shown} ({summary.already_queued} already queued or running, "
+        f"{summary.already_complete} already done); tracking in {uri}",
+        err=True,
+    )
+    secret = " (the same URL, with its password)" if shown != queue_url else ""
+    click.echo(
+        f"start workers (one per GPU or machine) with: bench worker --queue {shown}{secret}",
+        err=True,
+    )
+
+
 def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> str:
     """key, task, method, lr, seed and MLflow status of every cell (and its state in the queue);
     reads the store, creates nothing."""
-    from bench import tracking
-    from bench.cell import cell_key
+    from bench.run.cell import cell_key
+    from bench.track import tracking
 
     runs_by_key = tracking.existing_cell_runs(uri, cells[0].grid) if cells else {}
     checkpoint_root = tracking.store_folder(uri) / "checkpoints"
     header: tuple[str, ...] = ("cell_key", "task", "method", "lr", "seed", "status")
     queued: dict[str, str] | None = None
     if queue_url is not None and cells:
-        from bench import queue
+        from bench.scale import queue
 
         try:
             queued = queue.queue_states(queue.open_storage(queue_url), cells[0].grid)
@@ -210,65 +240,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
 
 
 def _checkpoint_epoch(root: Path, key: str) -> int | None:
-    from bench.checkpoint import checkpoints
+    from bench.run.checkpoint import checkpoints
 
     found = checkpoints(root / key, key)
     return found[-1][0] if found else None
-
-
-@click.command("report", epilog=EXIT_CODES_HELP)
-@click.option("--grid", "grid_name", required=True, help="The grid (MLflow experiment) to report.")
-@click.option("--profile", help="Report the runs of this profile (default: the newest run's).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(("md", "csv", "json")),
-    default="md",
-    show_default=True,
-    help="What to print; summary.md and summary.csv are always "
-    "written (and summary.json for json).",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder (default: reports/<grid>).",
-)
-@click.option(
-    "--overlays/--no-overlays",
-    default=True,
-    show_default=True,
-    help="Copy every cell's prediction overlay into overlays/ (about 85 kB each).",
-)
-@click.option(
-    "--reference",
-    help="Pair every other method with this method label (an ablation's baseline) instead of "
-    "pairing the adaptive schedules with the best fixed sigma.",
-)
-@tracking_uri_option
-def report(
-    grid_name: str,
-    profile: str | None,
-    fmt: str,
-    out: Path | None,
-    overlays: bool,
-    reference: str | None,
-    tracking_uri: str | None,
-) -> None:
-    """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
-    from bench import inputs, tracking
-    from bench import report as reports
-
-    # the report downloads small artifacts; MLflow's per-download progress bars are noise here
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
-    try:
-        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
-        inputs.check_writable_folder(out or Path("reports"), "--out")
-        result = reports.build_report(
-            uri, name, profile=profile, reference=reference, grid_file=grid_name
-        )
-    except ValueError as error:  # ReportError and the checks of bench.inputs
-        raise BadInput(str(error)) from None
-    written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)
-    click.echo(reports.render(result, fmt))
-    click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

@@ -21,12 +21,12 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from bench import queue
-from bench.cell import CellConfig, cell_key
-from bench.orphans import close_orphans
-from bench.progress import Progress
-from bench.runner import CellReport, RunOptions, TrainFn, plan, run_cells
-from bench.tracking import (
+from bench.run.cell import CellConfig, cell_key
+from bench.run.progress import Progress
+from bench.run.runner import CellReport, RunOptions, TrainFn, plan, run_cells
+from bench.scale import queue
+from bench.track.orphans import close_orphans
+from bench.track.tracking import (
     GridTracker,
     ensure_experiment,
     environment_tags,
@@ -47,7 +47,7 @@ class WorkerOptions:
         was queued with (recorded in its study), else the local default.
     wait: when no cell waits but some are running elsewhere, keep polling every `poll_s`
         seconds (a worker that dies gives its cell back after the grace period) instead of
-        exiting. train_fn: None means `bench.trainer.train_cell` (tests inject theirs).
+        exiting. train_fn: None means `bench.run.trainer.train_cell` (tests inject theirs).
     """
 
     device: str = "cpu"
@@ -235,7 +235,7 @@ class Worker:
 
     def close(self, status: str | None) -> None:
         """Closes this worker's parent runs with their outcome counts."""
-        from bench.runner import FAILED_OUTCOMES, outcome_counts
+        from bench.run.runner import FAILED_OUTCOMES, outcome_counts
 
         for slot, tracker in self.trackers.items():
             reports = self.reports.get(slot, [])

@@ -42,12 +42,12 @@ from adaloss.losses import landmark_mse
 from adaloss.metrics import model_ntv
 from adaloss.schedules import Adaloss, SigmaSchedule
 from adaloss.targets import render_heatmaps
-from bench.augment import random_rotation
-from bench.cell import CellConfig, cell_key
-from bench.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.sources import Prepared, prepare_dataset
-from bench.schedule import build_schedule, sigma_scale
+from bench.run.augment import random_rotation
+from bench.run.cell import CellConfig, cell_key
+from bench.run.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
+from bench.run.schedule import build_schedule, sigma_scale
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
 
@@ -166,7 +166,7 @@ def train_cell(
         optimizer = torch.optim.Adam(model.parameters(), lr=cell.lr)
         schedule = build_schedule(cell.schedule, dataset.num_landmarks, dataset.image_size)
         sigma_unit = sigma_scale(cell.schedule, dataset.image_size)
-        progress = Progress()
+        progress = TrainingState()
         saved = load_latest(checkpoint_dir, key) if checkpoint_dir is not None else None
         if saved is not None:
             progress = restore(saved, model, optimizer, schedule, torch_device)
@@ -388,7 +388,7 @@ def data_record(prepared: Prepared) -> dict[str, str]:
 
 
 @dataclass
-class Progress:
+class TrainingState:
     """What a cell has done so far; all of it goes into a checkpoint.
 
     sigma: (K,) heatmap-pixel widths of the last finished epoch (None before the first).
@@ -435,7 +435,7 @@ def epoch_record(
 
 def checkpoint_state(
     key: str,
-    progress: Progress,
+    progress: TrainingState,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     schedule: SigmaSchedule,
@@ -464,13 +464,13 @@ def restore(
     optimizer: torch.optim.Optimizer,
     schedule: SigmaSchedule,
     device: torch.device,
-) -> Progress:
+) -> TrainingState:
     """Load a checkpoint into the freshly built objects; returns the progress it recorded."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     restore_rng_state(state["rng"], device)
-    return Progress(
+    return TrainingState(
         epoch=state["epoch"],
         history=list(state["history"]),
         sigma=state["sigma"],
@@ -480,14 +480,14 @@ def restore(
     )
 
 
-def final_sigma(progress: Progress) -> Tensor:
+def final_sigma(progress: TrainingState) -> Tensor:
     """(K,) heatmap-pixel widths the final model was last trained with."""
     if progress.sigma is None:
         raise ValueError("no epoch finished, so there is no final sigma")
     return progress.sigma
 
 
-def timing_metrics(progress: Progress, wall_time_s: float) -> dict[str, float]:
+def timing_metrics(progress: TrainingState, wall_time_s: float) -> dict[str, float]:
     rate = progress.train_images / progress.train_seconds if progress.train_seconds else math.nan
     return {"wall_time_s": wall_time_s, "images_per_s": rate}
 
@@ -511,7 +511,7 @@ def sigma_rows(
 
 
 def diverged_result(
-    progress: Progress, dataset: LandmarkDataset, sigma_unit: float, wall_time_s: float
+    progress: TrainingState, dataset: LandmarkDataset, sigma_unit: float, wall_time_s: float
 ) -> CellResult:
     sigma_hm = progress.sigma
     final = {
@@ -530,7 +530,7 @@ def diverged_result(
 
 
 def finished_result(
-    progress: Progress,
+    progress: TrainingState,
     model: nn.Module,
     task: Task,
     dataset: LandmarkDataset,

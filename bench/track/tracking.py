@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.cell import CellConfig, cell_key
-from bench.orphans import HEARTBEAT_TAG, is_orphan, mark_superseded, owner_tags
+from bench.run.cell import CellConfig, cell_key
+from bench.track.orphans import HEARTBEAT_TAG, is_orphan, mark_superseded, owner_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -316,10 +316,10 @@ class GridTracker:
     ) -> None:
         """Final metrics, artifacts and the outcome tag of a cell that ran to its end.
 
-        result: a `bench.trainer.CellResult`. A diverged cell is a result: it ends FINISHED with
+        result: a `bench.run.trainer.CellResult`. A diverged cell is a result: it ends FINISHED with
         tag outcome=diverged.
         """
-        from bench import figures
+        from bench.track import figures
 
         self._log_metrics(run_id, result.final_metrics, step=result.epochs_run)
         if result.data:

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from bench.schedule import ScheduleConfig
+from bench.run.schedule import ScheduleConfig
 
 
 @dataclass(frozen=True)

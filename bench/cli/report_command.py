@@ -1,0 +1,73 @@
+"""`bench report`.
+
+Only click and the standard library are imported at module level: `bench --help` lists this
+command without importing mlflow or pandas, which the body imports when run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from bench.cli.options import EXIT_CODES_HELP, BadInput, tracking_uri_option
+
+
+@click.command("report", epilog=EXIT_CODES_HELP)
+@click.option("--grid", "grid_name", required=True, help="The grid (MLflow experiment) to report.")
+@click.option("--profile", help="Report the runs of this profile (default: the newest run's).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("md", "csv", "json")),
+    default="md",
+    show_default=True,
+    help="What to print; summary.md and summary.csv are always "
+    "written (and summary.json for json).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: reports/<grid>).",
+)
+@click.option(
+    "--overlays/--no-overlays",
+    default=True,
+    show_default=True,
+    help="Copy every cell's prediction overlay into overlays/ (about 85 kB each).",
+)
+@click.option(
+    "--reference",
+    help="Pair every other method with this method label (an ablation's baseline) instead of "
+    "pairing the adaptive schedules with the best fixed sigma.",
+)
+@tracking_uri_option
+def report(
+    grid_name: str,
+    profile: str | None,
+    fmt: str,
+    out: Path | None,
+    overlays: bool,
+    reference: str | None,
+    tracking_uri: str | None,
+) -> None:
+    """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
+    from bench.cli import inputs
+    from bench.track import report as reports
+    from bench.track import tracking
+
+    # the report downloads small artifacts; MLflow's per-download progress bars are noise here
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+    try:
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        inputs.check_writable_folder(out or Path("reports"), "--out")
+        result = reports.build_report(
+            uri, name, profile=profile, reference=reference, grid_file=grid_name
+        )
+    except ValueError as error:  # ReportError and the checks of bench.cli.inputs
+        raise BadInput(str(error)) from None
+    written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)
+    click.echo(reports.render(result, fmt))
+    click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

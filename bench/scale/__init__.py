@@ -1,0 +1,3 @@
+"""Beyond one process: the Optuna-backed work queue of cells (`queue`) served by `bench worker`
+processes (`worker`), and tuning Adaloss's parameters (`tune`, with its search space in
+`tune_space`)."""
