@@ -74,6 +74,21 @@ class LandmarkDataset:
     splits: dict[str, Split]
     reference_size: tuple[int, int]
 
+    @classmethod
+    def with_layout(
+        cls, task: str, variant: str, layout: DataLayout, splits: dict[str, Split]
+    ) -> LandmarkDataset:
+        """The dataset of `splits` whose points mean what `layout` says (its channels and
+        instances must match the splits' shapes; `layout` reads them back)."""
+        return cls(
+            task=task,
+            variant=variant,
+            landmark_names=layout.landmark_names,
+            landmark_groups=layout.landmark_groups,
+            splits=splits,
+            reference_size=layout.reference_size,
+        )
+
     @property
     def num_landmarks(self) -> int:
         return len(self.landmark_names)

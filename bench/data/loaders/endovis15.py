@@ -326,14 +326,7 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
         name: _split(path, frames, image_size, max_instances)
         for name, frames in (("train", train), ("val", val), ("test", test))
     }
-    return LandmarkDataset(
-        task="endovis",
-        variant="endovis15",
-        landmark_names=LANDMARK_NAMES,
-        landmark_groups=LAYOUT.landmark_groups,
-        splits=splits,
-        reference_size=REFERENCE_SIZE,
-    )
+    return LandmarkDataset.with_layout("endovis", "endovis15", LAYOUT, splits)
 
 
 def _split(

@@ -89,13 +89,11 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
     val = [f for i, f in enumerate(parts["train"]) if i % VAL_EVERY == VAL_EVERY - 1]
     n_common = len(parts["common"])
     test = parts["common"] + parts["challenging"]
-    layout = fixed_layout("face300w")
-    return LandmarkDataset(
-        task="face300w",
-        variant="300w",
-        landmark_names=layout.landmark_names,
-        landmark_groups=layout.landmark_groups,
-        splits={
+    return LandmarkDataset.with_layout(
+        "face300w",
+        "300w",
+        fixed_layout("face300w"),
+        {
             "train": _split(train, image_size, {}),
             "val": _split(val, image_size, {}),
             "test": _split(
@@ -107,7 +105,6 @@ def load(path: Path, image_size: tuple[int, int]) -> LandmarkDataset:
                 },
             ),
         },
-        reference_size=REFERENCE_SIZE,
     )
 
 

@@ -157,15 +157,7 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
                 "no-wires": torch.from_numpy(np.flatnonzero(wires == 0)),
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
-    layout = fixed_layout("cathdet")
-    return LandmarkDataset(
-        task="cathdet",
-        variant="synthetic",
-        landmark_names=layout.landmark_names,
-        landmark_groups=layout.landmark_groups,
-        splits=splits,
-        reference_size=layout.reference_size,
-    )
+    return LandmarkDataset.with_layout("cathdet", "synthetic", fixed_layout("cathdet"), splits)
 
 
 def render_frames(

@@ -154,14 +154,7 @@ def generate(params: EndoVisParams, seed: int) -> LandmarkDataset:
         name: _render_split(params, seed, name, pool_per_frame)
         for name, pool_per_frame in sources.items()
     }
-    return LandmarkDataset(
-        task="endovis",
-        variant="synthetic",
-        landmark_names=real.LANDMARK_NAMES,
-        landmark_groups=real.LAYOUT.landmark_groups,
-        splits=splits,
-        reference_size=real.REFERENCE_SIZE,
-    )
+    return LandmarkDataset.with_layout("endovis", "synthetic", real.LAYOUT, splits)
 
 
 def _real_scenes() -> _Pools:

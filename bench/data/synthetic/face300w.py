@@ -190,15 +190,7 @@ def generate(params: FaceParams, seed: int) -> LandmarkDataset:
                 "challenging": torch.arange(params.n_common, hard.size),
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
-    layout = fixed_layout("face300w")
-    return LandmarkDataset(
-        task="face300w",
-        variant="synthetic",
-        landmark_names=layout.landmark_names,
-        landmark_groups=layout.landmark_groups,
-        splits=splits,
-        reference_size=layout.reference_size,
-    )
+    return LandmarkDataset.with_layout("face300w", "synthetic", fixed_layout("face300w"), splits)
 
 
 def _mixed(n: int, n_hard: int, rng: np.random.Generator) -> NDArray[np.bool_]:
