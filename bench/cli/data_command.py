@@ -11,20 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option
+from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option, size_profile_option
 from bench.profiles import PROFILES
 
 if TYPE_CHECKING:
     from bench.data.sources import Prepared
 
 
-profile_option = click.option(
-    "--profile",
-    type=click.Choice(PROFILES),
-    default="quick",
-    show_default=True,
-    help="Size profile: smoke (tests), quick (64 px, CPU grids), paper (the paper's sizes).",
-)
 source_option = click.option(
     "--source",
     default="synthetic",
@@ -83,7 +76,7 @@ def list_command(data_root: Path | None) -> None:
 
 @data.command("prepare")
 @click.argument("task")
-@profile_option
+@size_profile_option
 @source_option
 @data_root_option
 def prepare_command(task: str, profile: str, source: str, data_root: Path | None) -> None:
@@ -110,7 +103,7 @@ def prepare_command(task: str, profile: str, source: str, data_root: Path | None
 
 @data.command("show")
 @click.argument("task")
-@profile_option
+@size_profile_option
 @click.option("--split", default="test", show_default=True, help="train, val or test.")
 @click.option(
     "--subset", default="full", show_default=True, help="A named subset of the split, or full."

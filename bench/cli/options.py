@@ -8,7 +8,10 @@ is written; 130 when interrupted (Ctrl-C).
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,14 +44,54 @@ tracking_uri_option = click.option(
 
 PROFILE_CHOICES = ("auto", *PROFILES)
 
-profile_option = click.option(
-    "--profile",
-    type=click.Choice(PROFILE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
+
+def profile_choice(choices: tuple[str, ...], default: str, help_text: str) -> Any:
+    """A `--profile` option over `choices`."""
+    return click.option(
+        "--profile",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
+profile_option = profile_choice(
+    PROFILE_CHOICES,
+    "auto",
+    "Dataset/model sizes and epochs; auto: paper on CUDA, quick otherwise.",
+)
+# the data and benchmark commands work on one concrete profile, so no "auto"
+size_profile_option = profile_choice(
+    PROFILES,
+    "quick",
+    "Size profile: smoke (tests), quick (64 px, CPU grids), paper (the paper's sizes).",
 )
 
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K."
 )
+
+torch_threads_option = click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="torch CPU threads; 0 keeps torch's default (on a shared machine, 1 avoids waiting for "
+    "a descheduled thread).",
+)
+
+
+def exit_if_cells_failed(reports: Sequence[Any]) -> None:
+    """After the summary: exit code 1, with one line saying where the tracebacks are, when any
+    cell failed or did not run (`bench.run.runner.FAILED_OUTCOMES`)."""
+    from bench.run.runner import FAILED_OUTCOMES
+
+    failed = [report for report in reports if report.outcome in FAILED_OUTCOMES]
+    if failed:
+        click.echo(
+            f"{len(failed)} of {len(reports)} cells failed or did not run; their tracebacks are "
+            "the runs' traceback.txt artifacts",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)

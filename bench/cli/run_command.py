@@ -13,14 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bench.cli.options import (
-    EXIT_CODES_HELP,
-    BadInput,
-    data_root_option,
-    device_option,
-    profile_option,
-    tracking_uri_option,
-)
+from bench.cli import options as cli_options
 
 if TYPE_CHECKING:
     from bench.run.cell import CellConfig
@@ -30,19 +23,19 @@ def _split_list(text: str | None) -> list[str] | None:
     return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
 
 
-@click.command("run", epilog=EXIT_CODES_HELP)
+@click.command("run", epilog=cli_options.EXIT_CODES_HELP)
 @click.option(
     "--grid",
     "grid_name",
     required=True,
     help="A shipped grid (cathdet, cathdet_ablation, face300w, endovis) or your grid YAML.",
 )
-@profile_option
+@cli_options.profile_option
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")
 @click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per cell (default: profile's).")
-@device_option
+@cli_options.device_option
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -52,8 +45,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run.")
 @click.option("--fail-fast", is_flag=True, help="Start no new cell after the first failure.")
 @click.option("--dry-run", is_flag=True, help="List the cells and their status; train nothing.")
-@tracking_uri_option
-@data_root_option
+@cli_options.tracking_uri_option
+@cli_options.data_root_option
 @click.option(
     "--queue",
     "queue_url",
@@ -101,7 +94,7 @@ def run(
         if queue_url is not None:
             inputs.check_storage_url(queue_url, "--queue")
     except ValueError as error:  # GridError and the checks of bench.cli.inputs
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
     if profile == "auto":
         click.echo(inputs.auto_profile_note(chosen), err=True)
     profile = chosen
@@ -113,7 +106,7 @@ def run(
         for line in inputs.check_data(cells, data_root):
             click.echo(line, err=True)
     except ValueError as error:  # the data or the grid's task options
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
     if queue_url is not None:
         _enqueue(queue_url, grid.name, cells, uri, data_root)
         return
@@ -161,14 +154,7 @@ def run(
         f"{tracking.comparison_url('http://127.0.0.1:5000', experiment_id)}",
         err=True,
     )
-    failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
-    if failed:
-        click.echo(
-            f"{len(failed)} of {len(reports)} cells failed or did not run; their "
-            "tracebacks are the runs' traceback.txt artifacts",
-            err=True,
-        )
-        sys.exit(1)
+    cli_options.exit_if_cells_failed(reports)
 
 
 def _enqueue(
@@ -186,7 +172,7 @@ def _enqueue(
     try:
         summary = queue.enqueue_grid(queue_url, grid_name, cells, uri, data_root)
     except ValueError as error:  # QueueError
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
     shown = queue.redact(queue_url)
     click.echo(
         f"queued {summary.added} new cells of grid {grid_name} in study {summary.study} at "
@@ -217,7 +203,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
         try:
             queued = queue.queue_states(queue.open_storage(queue_url), cells[0].grid)
         except ValueError as error:  # QueueError
-            raise BadInput(str(error)) from None
+            raise cli_options.BadInput(str(error)) from None
         header = (*header, "queue")
     rows: list[tuple[str, ...]] = [header]
     for cell in cells:

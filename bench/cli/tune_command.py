@@ -11,17 +11,10 @@ from pathlib import Path
 
 import click
 
-from bench.cli.options import (
-    EXIT_CODES_HELP,
-    BadInput,
-    data_root_option,
-    device_option,
-    profile_option,
-    tracking_uri_option,
-)
+from bench.cli import options as cli_options
 
 
-@click.command("tune", epilog=EXIT_CODES_HELP)
+@click.command("tune", epilog=cli_options.EXIT_CODES_HELP)
 @click.option(
     "--grid",
     "grid_name",
@@ -36,7 +29,7 @@ from bench.cli.options import (
     help="Trials this process adds to the study (several processes may share one study; "
     "0 only creates it).",
 )
-@profile_option
+@cli_options.profile_option
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per trial (default: profile's).")
 @click.option(
     "--lr",
@@ -56,9 +49,9 @@ from bench.cli.options import (
     show_default=True,
     help="TPE sampler seed (give each process sharing a study its own).",
 )
-@device_option
-@tracking_uri_option
-@data_root_option
+@cli_options.device_option
+@cli_options.tracking_uri_option
+@cli_options.data_root_option
 @click.option(
     "--show",
     is_flag=True,
@@ -128,7 +121,7 @@ def tune(
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
         data_lines = inputs.check_data([base], data_root)
     except ValueError as error:  # GridError and the checks of bench.cli.inputs
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
     if profile == "auto":
         click.echo(inputs.auto_profile_note(chosen), err=True)
     profile = chosen
@@ -154,7 +147,7 @@ def tune(
             queue.open_storage(storage_url), name, base, spec, validation_metric, seed
         )
     except ValueError as error:  # QueueError and a study made for other settings
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
 
     client = tracking.open_store(uri)
     experiment = f"{grid.name}-tune"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option, device_option
+from bench.cli import options as cli_options
 
 
-@click.command("worker", epilog=EXIT_CODES_HELP)
+@click.command("worker", epilog=cli_options.EXIT_CODES_HELP)
 @click.option(
     "--queue",
     "queue_url",
@@ -22,12 +22,12 @@ from bench.cli.options import EXIT_CODES_HELP, BadInput, data_root_option, devic
     help="Optuna storage holding queued grids (from `bench run --grid NAME --queue URL`): "
     "postgresql+psycopg2://USER@HOST/DB, sqlite:///FILE or journal:FILE.",
 )
-@device_option
+@cli_options.device_option
 @click.option(
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store the grid was queued with).",
 )
-@data_root_option
+@cli_options.data_root_option
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -98,7 +98,7 @@ def worker(
         liveness = queue.Liveness(heartbeat, grace, max_retry)
         storage = queue.open_storage(queue_url, liveness)
     except ValueError as error:  # QueueError and the checks of bench.cli.inputs
-        raise BadInput(str(error)) from None
+        raise cli_options.BadInput(str(error)) from None
     if threads is not None:
         import torch
 
@@ -141,11 +141,4 @@ def worker(
         return
     for task_reports in workers.reports_by_task(reports).values():
         click.echo(runner.summary_table(task_reports, data_root))
-    failed = [report for report in reports if report.outcome in runner.FAILED_OUTCOMES]
-    if failed:
-        click.echo(
-            f"{len(failed)} of {len(reports)} cells failed; their tracebacks are the runs' "
-            "traceback.txt artifacts",
-            err=True,
-        )
-        sys.exit(1)
+    cli_options.exit_if_cells_failed(reports)

@@ -15,20 +15,14 @@ from pathlib import Path
 
 import click
 
-from bench.profiles import PROFILES
+from bench.cli.options import size_profile_option
 from bench.tasks import SYNTHETIC_TASKS
 
 GOAL_SECONDS = 60.0
 
 
 @click.command()
-@click.option(
-    "--profile",
-    type=click.Choice(PROFILES),
-    default="quick",
-    show_default=True,
-    help="Profile to generate (paper takes minutes).",
-)
+@size_profile_option
 @click.option(
     "--task",
     "tasks",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bench.cli.options import torch_threads_option
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -42,14 +44,7 @@ AGREEMENT_TOLERANCE = 1e-5
     show_default=True,
     help="auto: the CPU, and CUDA too when torch sees it.",
 )
-@click.option(
-    "--threads",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="torch CPU threads; 0 keeps torch's default. On a shared machine 1 avoids waiting "
-    "for a descheduled worker thread.",
-)
+@torch_threads_option
 def targets(repeats: int, device: str, threads: int) -> None:
     """Time render_heatmaps against a NumPy loop over landmarks (B=32, K=68, 64^2 and 256^2)."""
     import torch

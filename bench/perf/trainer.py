@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bench.cli.options import data_root_option
-from bench.profiles import PROFILES
+from bench.cli.options import data_root_option, size_profile_option, torch_threads_option
 from bench.tasks import SYNTHETIC_TASKS
 
 if TYPE_CHECKING:
@@ -41,13 +40,7 @@ GOAL_OVERHEAD = 0.10
     show_default=True,
     help="A task with synthetic data.",
 )
-@click.option(
-    "--profile",
-    type=click.Choice(PROFILES),
-    default="quick",
-    show_default=True,
-    help="Dataset size and model width.",
-)
+@size_profile_option
 @click.option(
     "--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Timed epochs each."
 )
@@ -58,13 +51,7 @@ GOAL_OVERHEAD = 0.10
     show_default=True,
     help="Where both loops train.",
 )
-@click.option(
-    "--threads",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="torch CPU threads; 0 keeps torch's default.",
-)
+@torch_threads_option
 @data_root_option
 def trainer(
     task_name: str, profile: str, repeats: int, device: str, threads: int, data_root: Path | None

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -92,22 +93,24 @@ class Task(ABC):
     def resolve(self, profile: str | TaskProfile) -> TaskProfile:
         return self.settings(profile) if isinstance(profile, str) else profile
 
-    # the activation of the default model; a task with another model overrides build_model
-    unet_activation: ClassVar[type[nn.Module]] = nn.ReLU
+    # the model class of the task (the paper's U-Net unless a task says otherwise) and any
+    # arguments it takes beyond the profile's width, depth and kernel size
+    model_class: ClassVar[Callable[..., nn.Module]] = UNet
+    model_options: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def build_model(
         self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
     ) -> nn.Module:
-        """A fresh model mapping (B, in_channels, H, W) to (B, num_landmarks, H, W): the paper's
-        U-Net (2 depth + 1 conv layers, BatchNorm) at the profile's width, depth and kernel."""
+        """A fresh `model_class` mapping (B, in_channels, H, W) to (B, num_landmarks, H, W) at the
+        profile's width, depth and kernel size."""
         settings = self.resolve(profile)
-        return UNet(
+        return self.model_class(
             in_channels,
             num_landmarks,
             width=settings.width,
             depth=settings.depth,
             kernel_size=settings.kernel_size,
-            activation=self.unet_activation,
+            **self.model_options,
         )
 
     def decode(self, heatmaps: Tensor) -> Tensor:
@@ -140,6 +143,13 @@ def to_reference(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tens
     scale = torch.stack([frames[:, 1] / width, frames[:, 0] / height], dim=-1)
     scale = scale.reshape(len(scale), *([1] * (points.ndim - 2)), 2)
     return (points.double() + 0.5) * scale - 0.5
+
+
+def in_reference_frame(
+    points: Tensor, split: Split, dataset: LandmarkDataset
+) -> tuple[Tensor, Tensor]:
+    """(decoded `points`, the split's true points), both in pixels of the reporting frame."""
+    return to_reference(points, split, dataset), to_reference(split.points, split, dataset)
 
 
 def landmark_group(dataset: LandmarkDataset) -> list[str]:

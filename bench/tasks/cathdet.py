@@ -10,7 +10,7 @@ from torch import Tensor
 
 from adaloss.metrics import point_error
 from bench.data.dataset import LandmarkDataset, Split
-from bench.tasks.base import Task, TaskProfile, landmark_group, to_reference
+from bench.tasks.base import Task, TaskProfile, in_reference_frame, landmark_group
 from bench.tasks.scoring import distance_summary
 
 WITHIN_PX = (2.0, 5.0, 10.0)
@@ -30,9 +30,7 @@ PROFILES = {
 def point_errors(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
     """(N, K) distances in reference pixels between decoded (N, K, 2) points and the truth;
     NaN where the landmark is missing."""
-    return point_error(
-        to_reference(points, split, dataset), to_reference(split.points, split, dataset)
-    )
+    return point_error(*in_reference_frame(points, split, dataset))
 
 
 @dataclass(frozen=True)

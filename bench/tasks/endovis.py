@@ -14,7 +14,9 @@ Model: the paper's U-Net with LeakyReLU (9 conv layers, kernel 5, BatchNorm).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -23,12 +25,18 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.tasks.base import (
     Task,
     TaskProfile,
+    in_reference_frame,
     landmark_group,
     percent,
     subset_names,
-    to_reference,
 )
-from bench.tasks.scoring import class_detections, decode_instances, f1_score, pooled_detections
+from bench.tasks.scoring import (
+    class_detections,
+    decode_instances,
+    detection_validation,
+    f1_score,
+    pooled_detections,
+)
 
 TAU_PX = 20.0  # detection radius, pixels of the reference (576 x 720) frame
 
@@ -48,7 +56,7 @@ class EndoVis(Task):
     headline_metric: str = "test_f1/left_clasper/full"
     headline_higher_is_better: bool = True
     landmark_metric: str | None = "test_f1/{landmark}/full"
-    unet_activation: ClassVar[type[nn.Module]] = nn.LeakyReLU
+    model_options: ClassVar[Mapping[str, Any]] = MappingProxyType({"activation": nn.LeakyReLU})
     summary_metrics: tuple[str, ...] = (
         *(
             f"test_{metric}/{clasper}/{subset}"
@@ -65,28 +73,17 @@ class EndoVis(Task):
         return decode_instances(heatmaps)
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
-        pred, true = (
-            to_reference(points, split, dataset),
-            to_reference(split.points, split, dataset),
-        )
+        pred, true = in_reference_frame(points, split, dataset)
         frames = split.subset_indices("full")
-        pooled = pooled_detections(
-            [class_detections(pred, true, k, frames, TAU_PX) for k in range(dataset.num_landmarks)]
-        )
-        return {
-            "val_error": 1.0 - pooled["f1"] / 100.0,
-            "val_precision": pooled["precision"],
-            "val_recall": pooled["recall"],
-            "val_distance": pooled["distance"],
-        }
+        per_class = [
+            class_detections(pred, true, k, frames, TAU_PX) for k in range(dataset.num_landmarks)
+        ]
+        return detection_validation(pooled_detections(per_class))
 
     def test(
         self, points: Tensor, split: Split, dataset: LandmarkDataset
     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        pred, true = (
-            to_reference(points, split, dataset),
-            to_reference(split.points, split, dataset),
-        )
+        pred, true = in_reference_frame(points, split, dataset)
         metrics: dict[str, float] = {}
         rows = []
         groups = landmark_group(dataset)

@@ -15,8 +15,9 @@ can set `extra: {normalize: null}` to compare).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -25,10 +26,10 @@ from bench.data.dataset import LandmarkDataset, Split
 from bench.tasks.base import (
     Task,
     TaskProfile,
+    in_reference_frame,
     landmark_group,
     percent,
     subset_names,
-    to_reference,
 )
 from bench.tasks.models import DenseUNet
 
@@ -55,7 +56,7 @@ PROFILES = {
 
 def image_nme(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tensor:
     """(N,) inter-ocular NME (a fraction) of decoded (N, 68, 2) points, in the reference frame."""
-    return nme(to_reference(points, split, dataset), to_reference(split.points, split, dataset))
+    return nme(*in_reference_frame(points, split, dataset))
 
 
 def nme_summary(values: Tensor, prefix: str, suffix: str = "") -> dict[str, float]:
@@ -86,17 +87,7 @@ class Face300W(Task):
         "sigma_final_mean",
     )
 
-    def build_model(
-        self, profile: str | TaskProfile, in_channels: int, num_landmarks: int
-    ) -> nn.Module:
-        settings = self.resolve(profile)
-        return DenseUNet(
-            in_channels,
-            num_landmarks,
-            width=settings.width,
-            depth=settings.depth,
-            kernel_size=settings.kernel_size,
-        )
+    model_class: ClassVar[Callable[..., nn.Module]] = DenseUNet
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
         return nme_summary(image_nme(points, split, dataset), "val")
@@ -114,7 +105,7 @@ class Face300W(Task):
 def landmark_rows(points: Tensor, split: Split, dataset: LandmarkDataset) -> list[dict[str, Any]]:
     """Per landmark: mean error normalised by each image's inter-ocular distance (%) and mean
     error in reference pixels, over the whole split."""
-    pred, true = to_reference(points, split, dataset), to_reference(split.points, split, dataset)
+    pred, true = in_reference_frame(points, split, dataset)
     errors = point_error(pred, true)  # (N, 68)
     left, right = OUTER_EYE_CORNERS
     interocular = point_error(true[:, left], true[:, right])  # (N,), the normaliser of `nme`

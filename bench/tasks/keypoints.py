@@ -31,10 +31,11 @@ from torch import Tensor
 from adaloss.metrics import nme, point_error
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.layout import DataLayout
-from bench.tasks.base import Task, TaskProfile, landmark_group, percent, to_reference
+from bench.tasks.base import Task, TaskProfile, in_reference_frame, landmark_group, percent
 from bench.tasks.scoring import (
     class_detections,
     decode_instances,
+    detection_validation,
     distance_summary,
     pooled_detections,
     within_rate,
@@ -170,18 +171,9 @@ class Keypoints(Task):
         )
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:
-        pred, true = (
-            to_reference(points, split, dataset),
-            to_reference(split.points, split, dataset),
-        )
+        pred, true = in_reference_frame(points, split, dataset)
         if self.layout.multi_instance:
-            pooled = self._detections(pred, true, split)[0]
-            return {
-                "val_error": 1.0 - pooled["f1"] / 100.0,
-                "val_precision": pooled["precision"],
-                "val_recall": pooled["recall"],
-                "val_distance": pooled["distance"],
-            }
+            return detection_validation(self._detections(pred, true, split)[0])
         summary = distance_summary(point_error(pred, true), "val")
         metrics = {key: summary[key] for key in ("val_distance", "val_distance_median")}
         if self.metric.normalizer is not None:
@@ -191,10 +183,7 @@ class Keypoints(Task):
     def test(
         self, points: Tensor, split: Split, dataset: LandmarkDataset
     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        pred, true = (
-            to_reference(points, split, dataset),
-            to_reference(split.points, split, dataset),
-        )
+        pred, true = in_reference_frame(points, split, dataset)
         groups = landmark_group(dataset)
         if self.layout.multi_instance:
             pooled, per_class = self._detections(pred, true, split)

@@ -50,6 +50,32 @@ def upsample_to(x: Tensor, like: Tensor) -> Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def join_skip(x: Tensor, skip: Tensor) -> Tensor:
+    """(B, C, h, w) upsampled to the skip's (B, C', H, W) and concatenated: (B, C + C', H, W)."""
+    return torch.cat([upsample_to(x, skip), skip], dim=1)
+
+
+def encode_decode(
+    x: Tensor, encoder: nn.ModuleList, bottleneck: nn.Module, decoder: nn.ModuleList
+) -> tuple[Tensor, list[Tensor]]:
+    """Run (B, C, H, W) `x` down the encoder, through the bottleneck and up the decoder.
+
+    Each encoder level's output is kept as a skip before its 2x2 max-pooling; each decoder block
+    takes the upsampled features joined with the deepest skip not yet used. Returns the last
+    decoder output and the skips left over, shallowest first: the U-Net has one decoder level
+    fewer than encoder levels and joins the level-0 skip in its heatmap conv.
+    """
+    skips = []
+    for block in encoder:
+        x = block(x)
+        skips.append(x)
+        x = F.max_pool2d(x, 2)
+    x = bottleneck(x)
+    for block in decoder:
+        x = block(join_skip(x, skips.pop()))
+    return x, skips
+
+
 def _check_architecture(kernel_size: int, depth: int, width: int) -> None:
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
@@ -94,18 +120,8 @@ class UNet(nn.Module):
         self.head = heatmap_conv(channels[1] + channels[0], num_landmarks, kernel_size)
 
     def forward(self, images: Tensor) -> Tensor:
-        skips = []
-        x = images
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for block in self.decoder:
-            skip = skips.pop()
-            x = block(torch.cat([upsample_to(x, skip), skip], dim=1))
-        skip = skips.pop()
-        heatmaps: Tensor = self.head(torch.cat([upsample_to(x, skip), skip], dim=1))
+        x, (level0_skip,) = encode_decode(images, self.encoder, self.bottleneck, self.decoder)
+        heatmaps: Tensor = self.head(join_skip(x, level0_skip))
         return heatmaps
 
 
@@ -187,16 +203,7 @@ class DenseUNet(nn.Module):
         self.head = heatmap_conv(channels, num_landmarks, kernel_size)
 
     def forward(self, images: Tensor) -> Tensor:
-        x = self.stem(images)
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for block in self.decoder:
-            skip = skips.pop()
-            x = block(torch.cat([upsample_to(x, skip), skip], dim=1))
+        x, _ = encode_decode(self.stem(images), self.encoder, self.bottleneck, self.decoder)
         heatmaps: Tensor = self.head(x)
         return heatmaps
 

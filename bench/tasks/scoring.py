@@ -2,7 +2,7 @@
 radius-gated detection scores for several.
 
 Every function takes points already in the frame where errors are reported (reference pixels,
-`bench.tasks.base.to_reference`) unless its docstring says heatmap pixels.
+`bench.tasks.base.in_reference_frame`) unless its docstring says heatmap pixels.
 
 Peak decoding (`decode_instances`) is specified at the paper's EndoVis heatmaps (288 x 360) and
 scaled with the heatmap width: peaks at least 10 px apart (at 360 px), above 0.5 (half of a
@@ -121,4 +121,15 @@ def pooled_detections(scores: Sequence[dict[str, float]]) -> dict[str, float]:
         "recall": percent(tp / (tp + fn)) if tp + fn else math.nan,
         "f1": percent(f1_score(tp, fp, fn)),
         "distance": distance_sum / tp if tp else math.nan,
+    }
+
+
+def detection_validation(pooled: dict[str, float]) -> dict[str, float]:
+    """The per-epoch metrics of a multi-instance task from `pooled_detections`: "val_error"
+    (1 - F1, lower is better), "val_precision", "val_recall" (%) and "val_distance"."""
+    return {
+        "val_error": 1.0 - pooled["f1"] / 100.0,
+        "val_precision": pooled["precision"],
+        "val_recall": pooled["recall"],
+        "val_distance": pooled["distance"],
     }
