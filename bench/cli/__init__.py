@@ -3,6 +3,10 @@
 Every error reaches the user as one line on stderr with the exit code of `bench.cli.options`:
 click's own usage errors (an unknown option, a value out of range) included, which click would
 otherwise print with the usage text around them.
+
+Each command module (`<group>_command.py`) imports only click, the standard library and
+`bench.cli.options` at module level, and torch, mlflow, optuna or pandas inside its command's
+body: `bench --help` lists every command without importing them.
 """
 
 from __future__ import annotations

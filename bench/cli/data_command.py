@@ -1,8 +1,4 @@
-"""`bench data`: list, prepare and preview the benchmark datasets.
-
-Only click and the standard library are imported at module level (`bench --help` stays fast);
-the data sources, torch and matplotlib are imported inside the commands.
-"""
+"""`bench data`: list, prepare and preview the benchmark datasets."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""`bench report`.
-
-Only click and the standard library are imported at module level: `bench --help` lists this
-command without importing mlflow or pandas, which the body imports when run.
-"""
+"""`bench report`: tables and figures of a grid's runs, read back from MLflow."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""`bench run`.
-
-Only click and the standard library are imported at module level: `bench --help` lists these
-commands without importing torch, mlflow or pandas, which the command bodies import when run.
-"""
+"""`bench run`: train every cell of a grid (or queue them for `bench worker`), tracked in MLflow."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""`bench tune`: an Optuna study of Adaloss's parameters on a grid's task.
-
-Only click and the standard library are imported at module level (`bench --help` stays fast).
-"""
+"""`bench tune`: an Optuna study of Adaloss's parameters on a grid's task."""
 
 from __future__ import annotations
 

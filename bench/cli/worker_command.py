@@ -1,7 +1,4 @@
-"""`bench worker`: train queued cells from a shared Optuna storage until none is left.
-
-Only click and the standard library are imported at module level (`bench --help` stays fast).
-"""
+"""`bench worker`: train queued cells from a shared Optuna storage until none is left."""
 
 from __future__ import annotations
 

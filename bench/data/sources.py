@@ -188,17 +188,10 @@ def prepare_dataset(
     return Prepared(stored, directory, action, time.perf_counter() - start)
 
 
-def load_dataset(
-    task: str,
-    profile: str = "quick",
-    source: str | Path = "synthetic",
-    root: str | Path | None = None,
-    *,
-    seed: int = 0,
-    image_size: tuple[int, int] | None = None,
-) -> LandmarkDataset:
-    """A task's dataset, memory-mapped from `<root>/<task>/<variant>/` (made once, then reused)."""
-    return prepare_dataset(task, profile, source, root, seed=seed, image_size=image_size).dataset
+def load_dataset(task: str, profile: str = "quick", **options: Any) -> LandmarkDataset:
+    """A task's dataset, memory-mapped from `<root>/<task>/<variant>/` (made once, then reused);
+    `options` are `prepare_dataset`'s (source, root, seed, image_size)."""
+    return prepare_dataset(task, profile, **options).dataset
 
 
 def cell_task(cell: CellConfig, root: str | Path | None = None) -> Task:
