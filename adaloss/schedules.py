@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from adaloss.targets import _broadcast_per_landmark
+
 VARIANCE_EPS = 1e-12
 """Variances at or below this count as zero: the ratio V_{t-1} / V_t is then meaningless."""
 
@@ -81,14 +83,11 @@ def _one_of(name: str, value: str, choices: Sequence[str]) -> str:
 
 def _per_landmark(name: str, value: SigmaLike, num_landmarks: int) -> Tensor:
     """A float or (K,) value as a (K,) float64 tensor; raises ValueError naming `name`."""
-    tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-    if tensor.ndim == 0:
-        tensor = tensor.expand(num_landmarks)
-    if tensor.shape != (num_landmarks,):
-        raise ValueError(
-            f"{name} must be a number or have shape ({num_landmarks},) (one per landmark), "
-            f"got shape {tuple(tensor.shape)}"
-        )
+    tensor = _broadcast_per_landmark(
+        torch.as_tensor(value, dtype=torch.float64).detach().cpu(),
+        num_landmarks,
+        f"{name} must be a number or have shape ({num_landmarks},) (one per landmark)",
+    )
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{name} must be finite, got {tensor.tolist()}")
     return tensor.clone()

@@ -135,18 +135,28 @@ def _as_instances(points: Tensor, num_axes: int) -> Tensor:
     return points.unsqueeze(2) if points.ndim == 3 else points
 
 
+def _broadcast_per_landmark(values: Tensor, num_landmarks: int, shape_error: str) -> Tensor:
+    """A 0-d (one value for every landmark) or (K,) tensor as (K,); a 0-d one is expanded.
+
+    Any other shape raises ValueError(f"{shape_error}, got shape ..."): the caller words what it
+    accepts, because the schedules and `render_heatmaps` name their arguments differently.
+    """
+    if values.ndim == 0:
+        values = values.expand(num_landmarks)
+    if values.shape != (num_landmarks,):
+        raise ValueError(f"{shape_error}, got shape {tuple(values.shape)}")
+    return values
+
+
 def _landmark_sigmas(
     sigma: float | Tensor, num_landmarks: int, device: torch.device, dtype: torch.dtype
 ) -> Tensor:
     """Return sigma as a (K,) tensor of positive finite widths."""
-    widths = torch.as_tensor(sigma, dtype=dtype, device=device)
-    if widths.ndim == 0:
-        widths = widths.expand(num_landmarks)
-    if widths.shape != (num_landmarks,):
-        raise ValueError(
-            f"sigma must be a float or a ({num_landmarks},) tensor (one per landmark), "
-            f"got shape {tuple(widths.shape)}"
-        )
+    widths = _broadcast_per_landmark(
+        torch.as_tensor(sigma, dtype=dtype, device=device),
+        num_landmarks,
+        f"sigma must be a float or a ({num_landmarks},) tensor (one per landmark)",
+    )
     if not bool(torch.isfinite(widths).all()) or not bool((widths > 0).all()):
         raise ValueError(f"sigma must be positive and finite, got {widths.tolist()}")
     return widths
