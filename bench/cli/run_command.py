@@ -24,7 +24,8 @@ def _split_list(text: str | None) -> list[str] | None:
     "--grid",
     "grid_name",
     required=True,
-    help="A shipped grid (cathdet, cathdet_ablation, face300w, endovis) or your grid YAML.",
+    help="A shipped grid (cathdet, face300w, endovis, cathdet_ablation, readings_<task>) or "
+    "your grid YAML.",
 )
 @cli_options.profile_option
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")

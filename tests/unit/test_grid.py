@@ -32,7 +32,15 @@ def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
 
 
 def test_shipped_grids_expand_to_the_papers_cells() -> None:
-    assert shipped_grids() == ["cathdet", "cathdet_ablation", "endovis", "face300w"]
+    assert shipped_grids() == [
+        "cathdet",
+        "cathdet_ablation",
+        "endovis",
+        "face300w",
+        "readings_cathdet",
+        "readings_endovis",
+        "readings_face300w",
+    ]
     cathdet = expand_cells(load_grid("cathdet"), "quick")
     assert len(cathdet) == 10  # sigma 5, 25, 40, 60 and Adaloss at lr 1e-3 and 1e-4
     fixed = sorted({c.schedule.sigma for c in cathdet if c.schedule.kind == "fixed"})
@@ -52,6 +60,29 @@ def test_shipped_grids_expand_to_the_papers_cells() -> None:
     assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 125)
     assert ablation["unrestricted"].restrict is False and ablation["literal"].restrict is True
     assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 3)
+
+
+def test_the_readings_grids_hold_the_six_preregistered_candidates() -> None:
+    # docs/RESULTS.md, "Pre-registration": the same six readings on every task; max_step is one
+    # heatmap pixel at quick (4 px of 256 = 256 / 64; 9 px of 720 = 720 / 80)
+    for task, lr, max_step in (
+        ("cathdet", 1e-3, 4),
+        ("face300w", 1e-4, 4),
+        ("endovis", 1e-3, 9),
+    ):
+        cells = expand_cells(load_grid(f"readings_{task}"), "quick")
+        assert len(cells) == 6 * 3 and {c.lr for c in cells} == {lr}
+        readings = {c.method: c.schedule for c in cells}
+        literal = readings["literal"]
+        assert (literal.variance_of, literal.loss_scale) == ("epoch_means", "raw")
+        assert (literal.reset_on_change, literal.max_step, literal.restrict) == (False, None, True)
+        assert readings["iteration_variance"].variance_of == "iteration_losses"
+        assert readings["relative_loss"].loss_scale == "relative"
+        assert readings["reset_window"].reset_on_change is True
+        assert readings["step_limited"].max_step == max_step
+        combined = readings["combined"]
+        assert (combined.loss_scale, combined.reset_on_change) == ("relative", True)
+        assert (combined.max_step, combined.variance_of) == (max_step, "epoch_means")
 
 
 def test_user_grid_values_and_profile_overrides(tmp_path: Path) -> None:
