@@ -11,12 +11,18 @@ a significant win of an adaptive schedule survives that bias; a loss may be part
 
 With a named reference (`bench report --reference literal`, for an ablation) every other method
 is paired with that one instead, whatever its schedule.
+
+Beside the t-test, as a check that does not assume normal differences, each row carries the
+exact two-sided Wilcoxon signed-rank p; with n pairs it cannot fall below 2 / 2^n (0.0625 for
+5), so with few seeds it can contradict the t-test but not confirm it alone. `holm` corrects a
+family of p-values (one comparison per task) for multiplicity.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,8 +42,10 @@ COLUMNS = (
     "difference_std",
     "t",
     "p",
+    "wilcoxon_p",
     "verdict",
 )
+WILCOXON_NAME = "two-sided Wilcoxon signed-rank test, exact (scipy.stats.wilcoxon)"
 
 
 def paired_comparison(
@@ -119,6 +127,9 @@ def _paired_row(
     elif n >= 2 and differences[0] != 0:
         # identical non-zero differences: zero variance, the t statistic is infinite
         t, p = math.copysign(math.inf, differences[0]), 0.0
+    wilcoxon_p = math.nan
+    if any(d != 0 for d in differences):
+        wilcoxon_p = float(stats.wilcoxon(ours, theirs, method="exact").pvalue)
     mean_difference = sum(differences) / n if n else math.nan
     verdict = "no significant difference" if n >= 2 else "too few pairs"
     if p < ALPHA:
@@ -136,5 +147,19 @@ def _paired_row(
         "difference_std": statistics.stdev(differences) if n >= 2 else math.nan,
         "t": t,
         "p": p,
+        "wilcoxon_p": wilcoxon_p,
         "verdict": verdict,
     }
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: the i-th smallest of m is
+    multiplied by m - i (i from 0), made non-decreasing in that order and capped at 1. NaN
+    (no test) stays NaN and does not count in m."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[index] = running
+    return adjusted

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.data.layout import DataLayout
 from bench.track import paper
-from bench.track.comparison import ALPHA, TEST_NAME, paired_comparison
+from bench.track.comparison import ALPHA, TEST_NAME, WILCOXON_NAME, paired_comparison
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -519,7 +519,8 @@ def comparison_markdown(comparison: pd.DataFrame, reference: str | None = None) 
     metric = comparison.metric.iloc[0]
     pairing = (
         f"On `{metric}`: {TEST_NAME}, pairs sharing a seed (initial weights, batch order, "
-        f"augmentation); difference = method - reference; a verdict needs p < {ALPHA:g}."
+        f"augmentation); difference = method - reference; a verdict needs p < {ALPHA:g}. "
+        f"Beside it, as a check: the {WILCOXON_NAME}."
     )
     if reference is None:
         title = "## Adaptive schedules against the best fixed sigma"
@@ -532,7 +533,7 @@ def comparison_markdown(comparison: pd.DataFrame, reference: str | None = None) 
         title = f"## Every method against `{reference}`"
         header = ["lr", "method", "reference", "method mean", "reference mean", "difference"]
     lines = [title, "", pairing, ""]
-    header += ["pairs", "t", "p", "verdict"]
+    header += ["pairs", "t", "p", "Wilcoxon p", "verdict"]
     rows = [
         [
             f"{row['lr']:g}",
@@ -549,6 +550,7 @@ def comparison_markdown(comparison: pd.DataFrame, reference: str | None = None) 
             str(row["pairs"]),
             _number_text(row["t"]),
             "-" if math.isnan(row["p"]) else f"{row['p']:.3g}",
+            "-" if math.isnan(row["wilcoxon_p"]) else f"{row['wilcoxon_p']:.3g}",
             row["verdict"],
         ]
         for row in comparison.to_dict(orient="records")

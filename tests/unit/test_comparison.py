@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.track.comparison import paired_comparison
+from bench.track.comparison import holm, paired_comparison
 
 
 def records(rows: list[tuple[str, str, float, int, float, str]]) -> pd.DataFrame:
@@ -103,3 +103,27 @@ def test_an_unknown_reference_names_the_methods() -> None:
     table = records(three_seeds("sigma40", "fixed", [9.0, 8.0, 7.0]))
     with pytest.raises(ValueError, match=r"no method 'literl'.*sigma40"):
         paired_comparison(table, "test_distance", higher_is_better=False, reference="literl")
+
+
+def test_wilcoxon_beside_the_t_test() -> None:
+    # five seeds, every difference negative (-1, -2, -3, -4, -5): the exact two-sided p is the
+    # chance of the most extreme of the 2^5 equally likely sign patterns at either end, 2 / 32
+    table = records(
+        [("sigma25", "fixed", 1e-3, s, 10.0, "finished") for s in range(5)]
+        + [("adaloss", "adaloss", 1e-3, s, 9.0 - s, "finished") for s in range(5)]
+    )
+    (row,) = paired_comparison(table, "test_distance", higher_is_better=False).to_dict("records")
+    assert row["wilcoxon_p"] == pytest.approx(2 / 32)
+    # one positive difference of rank 1 among five: W+ = 1; patterns with W+ <= 1 are 2 of 32
+    # (W+ = 0, W+ = 1), doubled for two sides: 4 / 32
+    flipped = table.copy()
+    flipped.loc[(flipped.method == "adaloss") & (flipped.seed == 0), "test_distance"] = 11.0
+    (row,) = paired_comparison(flipped, "test_distance", higher_is_better=False).to_dict("records")
+    assert row["wilcoxon_p"] == pytest.approx(4 / 32)
+
+
+def test_holm_by_hand() -> None:
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04, made non-decreasing -> 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, math.nan, 0.6]) == pytest.approx([1.0, math.nan, 1.0], nan_ok=True)
+    assert holm([]) == []
