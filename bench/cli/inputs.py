@@ -185,9 +185,11 @@ def check_data(cells: Sequence[CellConfig], data_root: Path | None) -> list[str]
     try:
         prepared = prepare_cells(cells, data_root)
     except OSError as error:
-        where = error.filename or "data_source"
+        if error.filename is None:  # raised by bench with its one line (a missing source)
+            raise ValueError(str(error)) from None
         raise ValueError(
-            f"{where}: cannot be read ({error.strerror}); check it exists and its permissions"
+            f"{error.filename}: cannot be read ({error.strerror}); check it exists and its "
+            "permissions"
         ) from None
     except RuntimeError as error:
         raise ValueError(str(error)) from None

@@ -456,3 +456,30 @@ def test_a_damaged_dataset_cache_is_regenerated_with_one_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"dataset cache {tmp_path / 'cathdet' / 'synthetic-smoke'}")
     assert line.endswith("regenerating")
+
+
+@pytest.mark.parametrize(
+    ("raised", "line"),
+    [
+        (
+            PermissionError(13, "Permission denied", "mine/train.json"),
+            "mine/train.json: cannot be read (Permission denied); check it exists and its "
+            "permissions",
+        ),
+        (FileNotFoundError("data source gone does not exist; pass ..."), "data source gone"),
+    ],
+)
+def test_unreadable_data_is_one_line(
+    raised: OSError, line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # running as root, a chmod cannot make a file unreadable: the loader's OSError is injected
+    from bench.cli import inputs
+    from bench.data import sources
+
+    def fail(*args: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(sources, "prepare_cells", fail)
+    with pytest.raises(ValueError) as error:
+        inputs.check_data([], None)
+    assert str(error.value).startswith(line) and "\n" not in str(error.value)
