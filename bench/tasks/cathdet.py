@@ -15,11 +15,12 @@ from bench.tasks.scoring import distance_summary
 
 WITHIN_PX = (2.0, 5.0, 10.0)
 
-# quick: 2000 training images at 64 px, width 8, in channels_last train at ~220 images/s on 2
-# cores (`bench perf trainer`); measured from a fresh clone, a cell takes 180-220 s and the 10-cell
-# grid 34 minutes. 20 epochs meet the convergence criterion of docs/data.md for sigma 40 at lr 1e-3
-# (the validation distance still falls slowly at epoch 20: `bench report` says so). paper: the
-# paper's 100 epochs; its widths are not published, 32 is ours.
+# quick: 2000 training images at 64 px, width 8, in channels_last. Measured from a fresh clone on
+# two 2-core machines: 220 images/s, cells of 180-220 s, the 10-cell grid in 34 min on one; 460
+# images/s (`bench perf trainer`), cells of 87-95 s, the grid in 15 min on the other. 20 epochs
+# meet the convergence criterion of docs/data.md for sigma 40 at lr 1e-3 (the validation distance
+# still falls slowly at epoch 20: `bench report` says so). paper: the paper's 100 epochs; its
+# widths are not published, 32 is ours.
 PROFILES = {
     "smoke": TaskProfile(epochs=2, batch_size=8, width=4, depth=4, kernel_size=5),
     "quick": TaskProfile(epochs=20, batch_size=16, width=8, depth=4, kernel_size=5),
