@@ -352,6 +352,8 @@ class GridTracker:
         cache's content hash as digest, the cache folder as source, the split sizes as profile;
         and its layout as the LAYOUT_TAG tag."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
+        from sqlalchemy.exc import IntegrityError
 
         dataset = Dataset(
             name=data["name"],
@@ -361,7 +363,16 @@ class GridTracker:
             profile=data["splits"],
         )
         context = InputTag(key="mlflow.data.context", value="training")
-        self.client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[context])])
+        inputs = [DatasetInput(dataset, tags=[context])]
+        try:
+            self.client.log_inputs(run_id, datasets=inputs)
+        except MlflowException as error:
+            # MLflow's SQL store gets or creates the dataset row in two steps: workers finishing
+            # cells of the same data at once can both try to create it (it wraps the unique-key
+            # IntegrityError); the loser finds the row on a second try
+            if not isinstance(error.__context__, IntegrityError):
+                raise
+            self.client.log_inputs(run_id, datasets=inputs)
         self.client.set_tag(run_id, LAYOUT_TAG, data["layout"])
 
     def describe(self, summary_markdown: str) -> None:
