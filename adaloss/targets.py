@@ -8,11 +8,13 @@ Sizes are ``(H, W)`` or ``(D, H, W)``, so coordinate ``c`` of a point runs along
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 NORMALIZE_CHOICES = (None, "mean")
@@ -175,7 +177,14 @@ def _gaussian_factor(centres: Tensor, widths: Tensor, extent: int) -> Tensor:
     """
     grid = torch.arange(extent, dtype=centres.dtype, device=centres.device)
     offsets = grid - centres.unsqueeze(-1)
-    return torch.exp(-(offsets**2) / (2.0 * widths.square()[None, :, None, None]))
+    exponent = -(offsets**2) / (2.0 * widths.square()[None, :, None, None])
+    # Most pixels of a narrow Gaussian lie where exp underflows, and on the CPU exp is 15 to 50
+    # times slower where its result is subnormal or zero than in the normal range (measured:
+    # 2.0-7.2 ms against 0.14 ms for 139k float32 values). So the exponent is clamped a little
+    # inside the normal range and what lands on the clamp is flushed to zero: a value changes by
+    # less than twice exp(clamp), 6.4e-38 in float32.
+    clamp = math.log(torch.finfo(exponent.dtype).tiny) + 1.0
+    return F.threshold(torch.exp(exponent.clamp(min=clamp)), 2 * math.exp(clamp), 0.0)
 
 
 def _outer_product(factors: list[Tensor]) -> Tensor:

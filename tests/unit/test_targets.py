@@ -50,6 +50,18 @@ def test_render_2d_any_pixel_matches_closed_form(
     assert heatmaps[0, 0, row, col].item() == pytest.approx(expected, rel=1e-9, abs=1e-300)
 
 
+def test_far_tail_is_exact_where_normal_and_zero_where_float32_underflows() -> None:
+    # sigma 1, point at x = y = 0, row 0: the value at column j is exp(-j^2 / 2). float32's
+    # smallest normal number is 1.18e-38 = exp(-87.3), and the renderer flushes values below
+    # twice exp(-86.3) to zero: column 13 (exp(-84.5) = 2.1e-37) must be exact, column 14
+    # (exp(-98) = 2.7e-43, subnormal in float32) and everything beyond exactly zero.
+    heatmaps = render_heatmaps(torch.zeros(1, 1, 2), 1.0, (1, 40))[0, 0, 0]
+    for col in range(14):
+        assert heatmaps[col].item() == pytest.approx(math.exp(-col * col / 2), rel=1e-5)
+    assert heatmaps[14:].eq(0).all()
+    assert heatmaps[13].item() > 0
+
+
 def test_render_3d_points_are_xyz_over_depth_height_width() -> None:
     points = torch.tensor([[[2.5, 1.0, 3.0]]], dtype=torch.float64)  # x, y, z
     heatmaps = render_heatmaps(points, 1.5, (4, 5, 6))  # (D, H, W)
