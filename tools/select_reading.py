@@ -6,8 +6,15 @@ epoch (a diverged run ranks last), ranks the six candidates within every (task, 
 the ranks and the mean rank; the lowest mean rank is the selected reading. While a cell has no
 finished run it says which and selects nothing (exit 1). Test metrics are not read.
 
+The grids cost more than one session's machine can train, and a store does not outlive a session
+here, so `--record FILE` keeps the finished cells' values in a JSON file committed beside the
+results: values already in the file are kept (a cell trained again later does not replace its
+first result; a disagreement is printed), new ones from the store are added, and the selection
+is made from both.
+
     bench run --grid readings_cathdet --profile quick --device cpu   # and face300w, endovis
-    python tools/select_reading.py [--tracking-uri sqlite:///mlruns/mlflow.db]
+    python tools/select_reading.py [--tracking-uri sqlite:///mlruns/mlflow.db] \
+        [--record docs/results/readings_validation.json]
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
+from typing import Any
 
 from bench.run.grid import load_grid
 from bench.tasks import task_profiles
 from bench.track.report import select_runs
-from bench.track.selection import select
+from bench.track.selection import CellValues, keep_first, load_record, save_record, select
 from bench.track.tracking import cell_runs, open_store, tracking_uri
 
 TASKS = ("cathdet", "face300w", "endovis")
@@ -27,36 +36,44 @@ SEEDS = (0, 1, 2)
 VALIDATION = {"cathdet": "val_distance", "face300w": "val_nme", "endovis": "val_error"}
 
 
+def store_values(client: Any, task: str, order: list[str]) -> dict[int, dict[str, float]]:
+    """The finished readings cells of `task` in the store: seed -> method -> value."""
+    experiment = client.get_experiment_by_name(f"readings_{task}")
+    if experiment is None:
+        return {}
+    runs = [r for group in cell_runs(client, experiment.experiment_id).values() for r in group]
+    found: dict[int, dict[str, float]] = {}
+    for run in select_runs([r for r in runs if r.data.tags.get("profile") == "quick"]):
+        seed, method = int(run.data.tags["seed"]), run.data.tags["method"]
+        if run.info.status != "FINISHED" or seed not in SEEDS or method not in order:
+            continue
+        if run.data.tags.get("outcome") == "diverged":
+            found.setdefault(seed, {})[method] = math.inf
+        elif VALIDATION[task] in run.data.metrics:
+            found.setdefault(seed, {})[method] = run.data.metrics[VALIDATION[task]]
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--record", type=Path, default=None, help="JSON file of kept values")
     args = parser.parse_args()
     client = open_store(tracking_uri(args.tracking_uri))
     order = list(load_grid("readings_cathdet").methods)
+    found = {task: store_values(client, task, order) for task in TASKS}
+    values: CellValues = keep_first(load_record(args.record), found) if args.record else found
+    if args.record:
+        save_record(args.record, values)
     scores: dict[tuple[str, int], dict[str, float | None]] = {}
     for task in TASKS:
         epochs = task_profiles(task)["quick"].epochs
-        experiment = client.get_experiment_by_name(f"readings_{task}")
-        runs = []
-        if experiment is not None:
-            runs = [
-                r for group in cell_runs(client, experiment.experiment_id).values() for r in group
-            ]
-        runs = [r for r in runs if r.data.tags.get("profile") == "quick"]
-        for seed in SEEDS:
-            scores[(task, seed)] = dict.fromkeys(order)
-        for run in select_runs(runs):
-            seed = int(run.data.tags["seed"])
-            value = None  # not finished: the selection waits for it
-            if run.info.status == "FINISHED":
-                diverged = run.data.tags.get("outcome") == "diverged"
-                value = math.inf if diverged else run.data.metrics.get(VALIDATION[task])
-            if seed in SEEDS and run.data.tags["method"] in order:
-                scores[(task, seed)][run.data.tags["method"]] = value
         print(f"{task}: {VALIDATION[task]} at epoch {epochs} (inf: diverged, None: no result yet)")
         for seed in SEEDS:
+            have = values.get(task, {}).get(seed, {})
+            scores[(task, seed)] = {method: have.get(method) for method in order}
             print(f"  seed {seed}: " + ", ".join(f"{m} {scores[(task, seed)][m]}" for m in order))
-    missing = [(key, m) for key, values in scores.items() for m, v in values.items() if v is None]
+    missing = [(key, m) for key, cells in scores.items() for m, v in cells.items() if v is None]
     if missing:
         print(f"incomplete: {len(missing)} of {len(scores) * len(order)} cells have no result yet")
         sys.exit(1)

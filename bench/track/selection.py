@@ -1,15 +1,24 @@
 """The pre-registered selection of an Adaloss reading (docs/RESULTS.md, "Pre-registration"):
 rank the candidates within every (task, seed) by a lower-is-better validation value, then take
 the lowest mean rank; ties go to the candidate listed first.
+
+The cells take several sessions to train and a session's MLflow store does not outlive it, so
+their values are also kept in a JSON record committed with the results (`load_record`,
+`save_record`, `keep_first`).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 Ranking = tuple[str, int]  # (task, seed)
+# task -> seed -> candidate -> last-epoch validation value (inf: the cell diverged)
+CellValues = dict[str, dict[int, dict[str, float]]]
+DIVERGED = "diverged"  # how a record writes an infinite value: JSON has no infinity
 
 
 @dataclass(frozen=True)
@@ -59,3 +68,46 @@ def select(scores: Mapping[Ranking, Mapping[str, float | None]], order: Sequence
     best = min(mean_rank.values())
     selected = next(name for name in order if mean_rank[name] == best)
     return Selection(mean_rank, ranks, selected)
+
+
+def keep_first(
+    recorded: CellValues, found: CellValues, disagree: Callable[[str], object] = print
+) -> CellValues:
+    """`recorded` with the cells only `found` has added. A cell in both keeps its recorded value
+    (a cell trained again later cannot replace its first result); `disagree` is told when the
+    two differ."""
+    kept = {task: {seed: dict(v) for seed, v in seeds.items()} for task, seeds in recorded.items()}
+    for task, seeds in found.items():
+        for seed, values in seeds.items():
+            for name, value in values.items():
+                first = kept.setdefault(task, {}).setdefault(seed, {}).setdefault(name, value)
+                if first != value:
+                    disagree(f"{task} seed {seed} {name}: recorded {first} kept, found {value}")
+    return kept
+
+
+def save_record(path: Path, values: CellValues) -> None:
+    """Write `values` as JSON (seeds as strings, infinity as DIVERGED), sorted for clean diffs."""
+    raw = {
+        task: {
+            str(seed): {n: DIVERGED if math.isinf(v) else v for n, v in sorted(cells.items())}
+            for seed, cells in sorted(seeds.items())
+        }
+        for task, seeds in values.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+
+
+def load_record(path: Path) -> CellValues:
+    """What `save_record` wrote; an absent file is an empty record."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {
+        task: {
+            int(seed): {n: math.inf if v == DIVERGED else float(v) for n, v in cells.items()}
+            for seed, cells in seeds.items()
+        }
+        for task, seeds in raw.items()
+    }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
-from bench.track.selection import rank, select
+from bench.track.selection import keep_first, load_record, rank, save_record, select
 
 
 def test_rank_with_ties_and_a_diverged_cell() -> None:
@@ -37,3 +39,26 @@ def test_lowest_mean_rank_wins_and_ties_go_to_the_first_listed() -> None:
 def test_a_ranking_without_every_candidate_is_refused() -> None:
     with pytest.raises(ValueError, match=r"ranking \('t', 0\) lacks \['b'\]"):
         select({("t", 0): {"a": 1.0}}, ["a", "b"])
+
+
+def test_the_first_recorded_value_of_a_cell_is_kept_and_a_disagreement_reported() -> None:
+    recorded = {"endovis": {0: {"literal": 0.5}}}
+    found = {"endovis": {0: {"literal": 0.75, "combined": math.inf}, 1: {"literal": 0.25}}}
+    told: list[str] = []
+    kept = keep_first(recorded, found, told.append)
+    assert kept == {"endovis": {0: {"literal": 0.5, "combined": math.inf}, 1: {"literal": 0.25}}}
+    assert told == ["endovis seed 0 literal: recorded 0.5 kept, found 0.75"]
+    assert recorded == {"endovis": {0: {"literal": 0.5}}}  # the inputs are not changed
+    told.clear()
+    assert keep_first(kept, found, told.append) == kept and len(told) == 1
+
+
+def test_a_record_round_trips_with_diverged_cells_as_text(tmp_path: Path) -> None:
+    values = {"cathdet": {2: {"literal": math.inf, "combined": 17.25}, 0: {"literal": 9.5}}}
+    path = tmp_path / "results" / "readings_validation.json"
+    assert load_record(path) == {}
+    save_record(path, values)
+    assert json.loads(path.read_text()) == {
+        "cathdet": {"0": {"literal": 9.5}, "2": {"combined": 17.25, "literal": "diverged"}}
+    }
+    assert load_record(path) == values
