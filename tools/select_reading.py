@@ -62,7 +62,12 @@ def main() -> None:
     client = open_store(tracking_uri(args.tracking_uri))
     order = list(load_grid("readings_cathdet").methods)
     found = {task: store_values(client, task, order) for task in TASKS}
-    values: CellValues = keep_first(load_record(args.record), found) if args.record else found
+    try:
+        recorded = load_record(args.record) if args.record else {}
+    except ValueError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)  # bad input, as in bench's commands (1 means "incomplete" here)
+    values: CellValues = keep_first(recorded, found) if args.record else found
     if args.record:
         save_record(args.record, values)
     scores: dict[tuple[str, int], dict[str, float | None]] = {}

@@ -100,14 +100,21 @@ def save_record(path: Path, values: CellValues) -> None:
 
 
 def load_record(path: Path) -> CellValues:
-    """What `save_record` wrote; an absent file is an empty record."""
+    """What `save_record` wrote; an absent file is an empty record. ValueError, naming the file,
+    for one that is not such a record."""
     if not path.exists():
         return {}
-    raw = json.loads(path.read_text())
-    return {
-        task: {
-            int(seed): {n: math.inf if v == DIVERGED else float(v) for n, v in cells.items()}
-            for seed, cells in seeds.items()
+    try:
+        raw = json.loads(path.read_text())
+        return {
+            task: {
+                int(seed): {n: math.inf if v == DIVERGED else float(v) for n, v in cells.items()}
+                for seed, cells in seeds.items()
+            }
+            for task, seeds in raw.items()
         }
-        for task, seeds in raw.items()
-    }
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"{path}: not a record of readings values ({error}); restore it from git or pass "
+            "another --record file"
+        ) from None

@@ -62,3 +62,11 @@ def test_a_record_round_trips_with_diverged_cells_as_text(tmp_path: Path) -> Non
         "cathdet": {"0": {"literal": 9.5}, "2": {"combined": 17.25, "literal": "diverged"}}
     }
     assert load_record(path) == values
+
+
+@pytest.mark.parametrize("text", ["{not json", '["a list"]', '{"endovis": {"zero": {}}}'])
+def test_a_damaged_record_is_refused_naming_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "readings_validation.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"readings_validation\.json: not a record"):
+        load_record(path)
