@@ -37,6 +37,18 @@ data_root_option = click.option(
     help="Where datasets are cached (default: $ADALOSS_DATA_ROOT, else ./datasets).",
 )
 
+
+def grid_option(purpose: str = "") -> Any:
+    """The required `--grid` option of the commands that train a grid, `purpose` ending its help."""
+    return click.option(
+        "--grid",
+        "grid_name",
+        required=True,
+        help="A shipped grid (cathdet, face300w, endovis, ...; an unknown name lists them all) "
+        f"or your grid YAML{purpose}.",
+    )
+
+
 tracking_uri_option = click.option(
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",

@@ -20,13 +20,7 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 @click.command("run", epilog=cli_options.EXIT_CODES_HELP)
-@click.option(
-    "--grid",
-    "grid_name",
-    required=True,
-    help="A shipped grid (cathdet, face300w, endovis, cathdet_ablation, readings_<task>) or "
-    "your grid YAML.",
-)
+@cli_options.grid_option()
 @cli_options.profile_option
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")

@@ -57,7 +57,7 @@ class Task(ABC):
 
     validation_metric: the per-epoch metric, lower is better; `validate` returns it with any
         other "val_" metrics. summary_metrics: the final metrics a report table shows, in order
-        (test metrics from `test`, and "ntv_all", "ntv_last" which the trainer adds).
+        (test metrics from `test`, then TRAINING_METRICS, which the trainer adds for every task).
     headline_metric: the test metric on which a report compares adaptive schedules with the best
         fixed sigma (`bench.track.comparison`); headline_higher_is_better: its direction.
     landmark_metric: a test metric per landmark, "{landmark}" standing for its name, which the
@@ -71,6 +71,8 @@ class Task(ABC):
     headline_metric: str
     headline_higher_is_better: bool = False
     landmark_metric: str | None = None
+
+    TRAINING_METRICS: ClassVar[tuple[str, ...]] = ("ntv_all", "ntv_last", "sigma_final_mean")
 
     def settings(self, profile: str, extra: Mapping[str, Any] | None = None) -> TaskProfile:
         """The profile's defaults with the model/augmentation keys of `extra` replaced.

@@ -44,9 +44,7 @@ class CathDet(Task):
         "test_distance",
         "test_distance_median",
         "test_within_5px",
-        "ntv_all",
-        "ntv_last",
-        "sigma_final_mean",
+        *Task.TRAINING_METRICS,
     )
 
     def validate(self, points: Tensor, split: Split, dataset: LandmarkDataset) -> dict[str, float]:

@@ -64,9 +64,7 @@ class EndoVis(Task):
             for subset in ("no-scissors", "with-scissors", "full")
             for metric in ("precision", "recall", "f1", "distance")
         ),
-        "ntv_all",
-        "ntv_last",
-        "sigma_final_mean",
+        *Task.TRAINING_METRICS,
     )
 
     def decode(self, heatmaps: Tensor) -> Tensor:

@@ -82,9 +82,7 @@ class Face300W(Task):
         "test_failure_0.08/full",
         "test_failure_0.10/full",
         "test_auc_0.08/full",
-        "ntv_all",
-        "ntv_last",
-        "sigma_final_mean",
+        *Task.TRAINING_METRICS,
     )
 
     model_class: ClassVar[Callable[..., nn.Module]] = DenseUNet

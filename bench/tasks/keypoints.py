@@ -50,7 +50,6 @@ PROFILES = {
     "quick": TaskProfile(epochs=30, batch_size=16, width=8, depth=4, kernel_size=5),
     "paper": TaskProfile(epochs=100, batch_size=16, width=32, depth=4, kernel_size=5),
 }
-TRAINING_METRICS = ("ntv_all", "ntv_last", "sigma_final_mean")
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ def keypoints_task(layout: DataLayout, options: Mapping[str, Any]) -> Keypoints:
                 "test_precision",
                 "test_recall",
                 "test_distance",
-                *TRAINING_METRICS,
+                *Task.TRAINING_METRICS,
             ),
             headline_metric="test_f1",
             headline_higher_is_better=True,
@@ -147,7 +146,7 @@ def keypoints_task(layout: DataLayout, options: Mapping[str, Any]) -> Keypoints:
             "test_distance",
             "test_distance_median",
             "test_pck",
-            *TRAINING_METRICS,
+            *Task.TRAINING_METRICS,
         ),
         headline_metric="test_nme" if with_nme else "test_distance",
         landmark_metric="test_distance/{landmark}",
