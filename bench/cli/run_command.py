@@ -22,7 +22,11 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.command("run", epilog=cli_options.EXIT_CODES_HELP)
 @cli_options.grid_option()
 @cli_options.profile_option
-@click.option("--seeds", type=click.IntRange(min=1), help="Seeds per cell (default: the grid's).")
+@click.option(
+    "--seeds",
+    help="Seeds per cell: N for seeds 0 to N-1, or A-B for seeds A to B, e.g. a second "
+    "machine's share (default: the grid's count).",
+)
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")
 @click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs per cell (default: profile's).")
@@ -47,7 +51,7 @@ def _split_list(text: str | None) -> list[str] | None:
 def run(
     grid_name: str,
     profile: str,
-    seeds: int | None,
+    seeds: str | None,
     methods: str | None,
     lrs: str | None,
     epochs: int | None,
@@ -75,10 +79,16 @@ def run(
     try:
         grid = grids.load_grid(grid_name)
         lr_values = None if lrs is None else grids.parse_lrs(lrs)
+        seed_values = None if seeds is None else grids.parse_seeds(seeds)
         device = inputs.check_device(device)
         chosen = inputs.resolve_profile(profile, device)
         cells = grids.expand_cells(
-            grid, chosen, seeds=seeds, methods=_split_list(methods), lrs=lr_values, epochs=epochs
+            grid,
+            chosen,
+            seeds=seed_values,
+            methods=_split_list(methods),
+            lrs=lr_values,
+            epochs=epochs,
         )
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")

@@ -167,14 +167,15 @@ def load_grid(name_or_path: str) -> Grid:
 def expand_cells(
     grid: Grid,
     profile: str,
-    seeds: int | None = None,
+    seeds: int | range | None = None,
     methods: Sequence[str] | None = None,
     lrs: Sequence[float] | None = None,
     epochs: int | None = None,
 ) -> list[CellConfig]:
     """The grid's cells for `profile`, seed-major (every method and lr of seed 0 first).
 
-    seeds: how many seeds (None: the grid's). methods: labels to keep (None: all). lrs, epochs:
+    seeds: how many seeds from 0, or a range of seeds (None: the grid's count, from 0). methods:
+    labels to keep (None: all). lrs, epochs:
     replace the grid's learning rates and the profile's epochs. Raises GridError on an unknown
     profile or method label and on non-positive overrides.
     """
@@ -194,9 +195,12 @@ def expand_cells(
     for lr in chosen_lrs:
         if not (math.isfinite(lr) and lr > 0):
             raise GridError(f"{where}: --lrs: learning rate {lr} must be a positive number")
-    seed_count = grid.seeds if seeds is None else seeds
-    if seed_count < 1:
-        raise GridError(f"{where}: --seeds: {seed_count} must be at least 1")
+    if isinstance(seeds, range):
+        chosen_seeds = seeds
+    else:
+        chosen_seeds = range(grid.seeds if seeds is None else seeds)
+    if not chosen_seeds:
+        raise GridError(f"{where}: --seeds: {seeds} names no seed; give a count of at least 1")
     if epochs is not None and epochs < 1:
         raise GridError(f"{where}: --epochs: {epochs} must be at least 1")
 
@@ -220,10 +224,28 @@ def expand_cells(
             extra=dict(grid.extra),
             task_options=dict(grid.task_options),
         )
-        for seed in range(seed_count)
+        for seed in chosen_seeds
         for lr in chosen_lrs
         for label in labels
     ]
+
+
+def parse_seeds(text: str) -> range:
+    """`--seeds 3` -> seeds 0, 1, 2; `--seeds 1-2` -> seeds 1 and 2 (the share of a grid's seeds
+    that one machine or session trains); GridError naming the value otherwise."""
+    first, dash, last = text.strip().partition("-")
+    try:
+        start, stop = (int(first), int(last) + 1) if dash else (0, int(first))
+    except ValueError:
+        raise GridError(
+            f"--seeds: {text!r} is neither a count nor a range (e.g. --seeds 3 or --seeds 1-2)"
+        ) from None
+    if start < 0 or stop <= start:
+        raise GridError(
+            f"--seeds: {text!r} names no seed; give a count of at least 1 or a range A-B with "
+            "0 <= A <= B"
+        )
+    return range(start, stop)
 
 
 def parse_lrs(text: str) -> list[float]:

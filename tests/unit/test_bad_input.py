@@ -291,6 +291,7 @@ CASES = [
     Case("device tpu", ("run", "--grid", "cathdet", "--device", "tpu"), "--device tpu"),
     Case("unknown method", (*RUN, "--methods", "sigma41"), "--methods: no method 'sigma41'"),
     Case("bad lrs", (*RUN, "--lrs", "1e-3,fast"), "--lrs"),
+    Case("seeds backwards", (*RUN, "--seeds", "3-1"), "--seeds"),
     Case("tracking scheme", (*RUN, "--tracking-uri", "foo://bar"), "--tracking-uri foo://bar"),
     Case("file store", (*RUN, "--tracking-uri", "mlruns"), "--tracking-uri mlruns"),
     Case(

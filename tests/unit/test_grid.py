@@ -9,7 +9,14 @@ from click.testing import CliRunner
 
 from bench.cli.run_command import run
 from bench.run.cell import cell_key
-from bench.run.grid import GridError, expand_cells, load_grid, parse_lrs, shipped_grids
+from bench.run.grid import (
+    GridError,
+    expand_cells,
+    load_grid,
+    parse_lrs,
+    parse_seeds,
+    shipped_grids,
+)
 
 USER_GRID = """\
 task: cathdet
@@ -124,6 +131,27 @@ def test_command_line_narrowing(tmp_path: Path) -> None:
     assert parse_lrs("1e-3, 2e-4") == [1e-3, 2e-4]
     with pytest.raises(GridError, match=r"--lrs: 'fast' is not a number"):
         parse_lrs("1e-3,fast")
+
+
+def test_seeds_as_a_count_or_a_range(tmp_path: Path) -> None:
+    grid = load_grid(str(write(tmp_path, USER_GRID)))  # 2 seeds
+    assert (parse_seeds("3"), parse_seeds("1-2"), parse_seeds(" 4-4 ")) == (
+        range(0, 3),
+        range(1, 3),
+        range(4, 5),
+    )
+
+    def seeds_of(seeds: int | range | None) -> list[int]:
+        return sorted({c.seed for c in expand_cells(grid, "quick", seeds=seeds)})
+
+    assert seeds_of(None) == [0, 1]
+    assert seeds_of(3) == [0, 1, 2]
+    assert seeds_of(range(1, 3)) == [1, 2]
+    for text in ("0", "2-1", "-1", "two", "1-x", ""):
+        with pytest.raises(GridError, match=r"^--seeds: "):
+            parse_seeds(text)
+    with pytest.raises(GridError, match=r"--seeds: 0 names no seed"):
+        expand_cells(grid, "quick", seeds=0)
 
 
 # (what is wrong, file text, line, key, phrase of the message)
