@@ -232,3 +232,18 @@ def test_render_is_differentiable_in_the_points() -> None:
     expected = [[value * (3 - 2.3) / 1.5**2, value * (2 - 1.6) / 1.5**2], [0.0, 0.0]]
     assert torch.allclose(points.grad[0, 0], torch.tensor(expected, dtype=torch.float64))
     assert heatmaps.requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_autograd_and_in_place_paths_render_the_same(dtype: torch.dtype) -> None:
+    # Without autograd the factors are computed in place; with it, out of place. Same steps, so
+    # the same bits, for one and several instances, a missing point and per-landmark widths.
+    generator = torch.Generator().manual_seed(3)
+    points = torch.rand(2, 3, 2, 2, generator=generator, dtype=dtype) * 15
+    points[0, 1, 0] = math.nan
+    sigma = torch.tensor([0.7, 2.0, 5.0], dtype=dtype)
+    for batch in (points, points[:, :, 0]):
+        in_place = render_heatmaps(batch, sigma, (12, 16))
+        tracked = render_heatmaps(batch.clone().requires_grad_(True), sigma, (12, 16))
+        assert tracked.requires_grad and not in_place.requires_grad
+        assert torch.equal(in_place, tracked.detach())
