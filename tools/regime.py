@@ -10,8 +10,9 @@ validation curve (bench/track/regime.py). Adaloss is never trained here.
 
 Without options the shipped profile is measured. --n-train, --epochs and --width try another
 setting: only the training-set size changes in the generator (everything it models stays).
-Each cell's result is appended to --results (JSON lines), so an interrupted run resumes and the
-table can be printed again with --table-only.
+Each cell's result is appended to --results (JSON lines) and each cell checkpoints under
+--data-root, so an interrupted run resumes (a finished cell is not retrained, an unfinished one
+continues from its last checkpoint), and the table can be printed again with --table-only.
 """
 
 from __future__ import annotations
@@ -58,9 +59,17 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
     if job["width"] is not None:
         extra["width"] = job["width"]
     cell = dataclasses.replace(template, seed=job["seed"], extra=extra, grid="regime")
-    started = time.perf_counter()
-    result = train_cell(cell, data_root=Path(job["data_root"]) / f"n{job['n_train']}")
     task = get_task(job["task"])
+    # the cell key does not see n_train, so each training-set size keeps its own checkpoints
+    root = Path(job["data_root"]) / f"n{job['n_train']}"
+    label = f"seed {job['seed']} n_train {job['n_train']}"
+    started = time.perf_counter()
+    result = train_cell(
+        cell,
+        data_root=root,
+        checkpoint_dir=root / "checkpoints",
+        logger=EpochPrinter(label, task.validation_metric, cell.epochs),
+    )
     return {
         **{k: job[k] for k in ("task", "seed", "n_train", "epochs", "width")},
         "metric": task.headline_metric,
@@ -71,6 +80,21 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "threads": job["threads"],
     }
+
+
+class EpochPrinter:
+    """Prints each epoch's validation value to stderr, so that a cell of an hour shows progress."""
+
+    def __init__(self, label: str, metric: str, epochs: int) -> None:
+        self.label, self.metric, self.epochs = label, metric, epochs
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.metric, float("nan"))
+        print(
+            f"{self.label}: epoch {epoch}/{self.epochs} {self.metric} {value:.4g}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def same_setting(record: dict[str, Any], job: dict[str, Any]) -> bool:
