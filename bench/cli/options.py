@@ -38,14 +38,14 @@ data_root_option = click.option(
 )
 
 
-def grid_option(purpose: str = "") -> Any:
-    """The required `--grid` option of the commands that train a grid, `purpose` ending its help."""
+def grid_option(note: str = "") -> Any:
+    """The required `--grid` option of the commands that train a grid; `note` ends its help."""
     return click.option(
         "--grid",
         "grid_name",
         required=True,
         help="A shipped grid (cathdet, face300w, endovis, ...; an unknown name lists them all) "
-        f"or your grid YAML{purpose}.",
+        f"or your grid YAML.{note}",
     )
 
 

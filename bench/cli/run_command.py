@@ -24,8 +24,8 @@ def _split_list(text: str | None) -> list[str] | None:
 @cli_options.profile_option
 @click.option(
     "--seeds",
-    help="Seeds per cell: N for seeds 0 to N-1, or A-B for seeds A to B, e.g. a second "
-    "machine's share (default: the grid's count).",
+    help="Seeds to train: N for seeds 0 to N-1, or A-B for seeds A to B inclusive, e.g. a "
+    "second machine's share (default: the grid's count, from 0).",
 )
 @click.option("--methods", help="Comma-separated method labels to run (default: all).")
 @click.option("--lrs", help="Comma-separated learning rates replacing the grid's, e.g. 1e-3,1e-4.")

@@ -12,7 +12,7 @@ from bench.cli import options as cli_options
 
 
 @click.command("tune", epilog=cli_options.EXIT_CODES_HELP)
-@cli_options.grid_option("; its `tune:` section is the search space")
+@cli_options.grid_option(" Its `tune:` section is the search space.")
 @click.option("--method", help="The grid's method to tune (default: the tune section's, adaloss).")
 @click.option(
     "--trials",

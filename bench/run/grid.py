@@ -5,7 +5,7 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
     task: cathdet            # a task of bench.tasks (cathdet, face300w, endovis, keypoints)
     sigma_ref: 256           # sigmas below are pixels of a frame this wide; null = heatmap pixels
     lrs: [1.0e-3, 1.0e-4]    # Adam learning rates, each > 0 (1e-3 works too; YAML reads it as text)
-    seeds: 1                 # how many seeds (0 .. seeds-1); `--seeds N` overrides
+    seeds: 1                 # how many seeds (0 .. seeds-1); `--seeds N` or `A-B` overrides
     data_source: synthetic   # optional: "synthetic" (default) or a path to real data
                              # (required for keypoints: a COCO export or a .pts folder)
     image_size: [64, 64]     # keypoints only, optional: (H, W) the images are resized to
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -172,7 +173,7 @@ def expand_cells(
     lrs: Sequence[float] | None = None,
     epochs: int | None = None,
 ) -> list[CellConfig]:
-    """The grid's cells for `profile`, seed-major (every method and lr of seed 0 first).
+    """The grid's cells for `profile`, seed-major (every method and lr of the first seed first).
 
     seeds: how many seeds from 0, or a range of seeds (None: the grid's count, from 0). methods:
     labels to keep (None: all). lrs, epochs:
@@ -196,11 +197,13 @@ def expand_cells(
         if not (math.isfinite(lr) and lr > 0):
             raise GridError(f"{where}: --lrs: learning rate {lr} must be a positive number")
     if isinstance(seeds, range):
+        if not seeds or seeds.start < 0 or seeds.step != 1:
+            raise GridError(f"{where}: --seeds: {seeds} is not a range A-B with 0 <= A <= B")
         chosen_seeds = seeds
     else:
         chosen_seeds = range(grid.seeds if seeds is None else seeds)
-    if not chosen_seeds:
-        raise GridError(f"{where}: --seeds: {seeds} names no seed; give a count of at least 1")
+        if not chosen_seeds:
+            raise GridError(f"{where}: --seeds: {seeds} names no seed; give a count of at least 1")
     if epochs is not None and epochs < 1:
         raise GridError(f"{where}: --epochs: {epochs} must be at least 1")
 
@@ -230,20 +233,25 @@ def expand_cells(
     ]
 
 
+# a count "N" or a range "A-B" of ASCII digits (int() alone would take "1_000", "+2" or "１２")
+_SEEDS = re.compile(r"\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?")
+
+
 def parse_seeds(text: str) -> range:
     """`--seeds 3` -> seeds 0, 1, 2; `--seeds 1-2` -> seeds 1 and 2 (the share of a grid's seeds
     that one machine or session trains); GridError naming the value otherwise."""
-    first, dash, last = text.strip().partition("-")
-    try:
-        start, stop = (int(first), int(last) + 1) if dash else (0, int(first))
-    except ValueError:
+    match = _SEEDS.fullmatch(text)
+    if match is None:
         raise GridError(
-            f"--seeds: {text!r} is neither a count nor a range (e.g. --seeds 3 or --seeds 1-2)"
-        ) from None
-    if start < 0 or stop <= start:
+            f"--seeds: {text!r} is neither a count nor a range of seeds from 0 "
+            "(e.g. --seeds 3 or --seeds 1-2)"
+        )
+    first, last = match.groups()
+    start, stop = (int(first), int(last) + 1) if last is not None else (0, int(first))
+    if stop <= start:
         raise GridError(
             f"--seeds: {text!r} names no seed; give a count of at least 1 or a range A-B with "
-            "0 <= A <= B"
+            "A <= B"
         )
     return range(start, stop)
 

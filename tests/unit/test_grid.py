@@ -147,11 +147,14 @@ def test_seeds_as_a_count_or_a_range(tmp_path: Path) -> None:
     assert seeds_of(None) == [0, 1]
     assert seeds_of(3) == [0, 1, 2]
     assert seeds_of(range(1, 3)) == [1, 2]
-    for text in ("0", "2-1", "-1", "two", "1-x", ""):
+    for text in ("0", "2-1", "-1", "two", "1-x", "", "1_000", "+2", "\uff11\uff12", "1-"):
         with pytest.raises(GridError, match=r"^--seeds: "):
             parse_seeds(text)
     with pytest.raises(GridError, match=r"--seeds: 0 names no seed"):
         expand_cells(grid, "quick", seeds=0)
+    for bad in (range(3, 3), range(-1, 2), range(0, 4, 2)):
+        with pytest.raises(GridError, match=r"--seeds: .* is not a range A-B"):
+            expand_cells(grid, "quick", seeds=bad)
 
 
 # (what is wrong, file text, line, key, phrase of the message)

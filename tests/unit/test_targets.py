@@ -234,16 +234,28 @@ def test_render_is_differentiable_in_the_points() -> None:
     assert heatmaps.requires_grad
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_autograd_and_in_place_paths_render_the_same(dtype: torch.dtype) -> None:
-    # Without autograd the factors are computed in place; with it, out of place. Same steps, so
-    # the same bits, for one and several instances, a missing point and per-landmark widths.
+    # Without autograd the factors are computed in place; with it (through the points or the
+    # widths), out of place. Same steps, so the same bits, for one and several instances, 2-D
+    # and 3-D, a missing point and per-landmark widths; the caller's tensors stay as they were.
     generator = torch.Generator().manual_seed(3)
-    points = torch.rand(2, 3, 2, 2, generator=generator, dtype=dtype) * 15
+    points = (torch.rand(2, 3, 2, 3, generator=generator) * 11).to(dtype)
     points[0, 1, 0] = math.nan
     sigma = torch.tensor([0.7, 2.0, 5.0], dtype=dtype)
-    for batch in (points, points[:, :, 0]):
-        in_place = render_heatmaps(batch, sigma, (12, 16))
-        tracked = render_heatmaps(batch.clone().requires_grad_(True), sigma, (12, 16))
-        assert tracked.requires_grad and not in_place.requires_grad
-        assert torch.equal(in_place, tracked.detach())
+    cases = [
+        (points[..., :2], (12, 16)),  # 2 instances
+        (points[:, :, 0, :2], (12, 16)),  # one
+        (points, (5, 12, 16)),  # 3-D
+    ]
+    for batch, size in cases:
+        before = (batch.clone(), sigma.clone())
+        in_place = render_heatmaps(batch, sigma, size)
+        through_points = render_heatmaps(batch.clone().requires_grad_(True), sigma, size)
+        through_sigma = render_heatmaps(batch, sigma.clone().requires_grad_(True), size)
+        assert not in_place.requires_grad
+        assert through_points.requires_grad and through_sigma.requires_grad
+        assert torch.equal(in_place, through_points.detach())
+        assert torch.equal(in_place, through_sigma.detach())
+        assert torch.equal(torch.nan_to_num(batch), torch.nan_to_num(before[0]))  # NaN != NaN
+        assert torch.equal(sigma, before[1])
