@@ -136,7 +136,7 @@ PROFILES = {
     "smoke": FaceParams(image_size=(32, 32), n_train=24, n_val=8, n_common=12, n_challenging=4),
     # quick: 600 and 1200 training faces starve the reference sigma (docs/data.md, "Regime
     # criteria"); 2400 is the smallest size not shown to (against 4800: +12.5 % at seed 0,
-    # sufficient; seed 1 pending)
+    # +12.6 % at seed 1, both data-sufficient)
     "quick": FaceParams(
         image_size=(64, 64), n_train=2400, n_val=100, n_common=241, n_challenging=59
     ),
