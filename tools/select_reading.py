@@ -67,7 +67,7 @@ def main() -> None:
     except ValueError as error:
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)  # bad input, as in bench's commands (1 means "incomplete" here)
-    values: CellValues = keep_first(recorded, found) if args.record else found
+    values: CellValues = keep_first(recorded, found)
     if args.record:
         save_record(args.record, values)
     scores: dict[tuple[str, int], dict[str, float | None]] = {}

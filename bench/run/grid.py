@@ -175,10 +175,10 @@ def expand_cells(
 ) -> list[CellConfig]:
     """The grid's cells for `profile`, seed-major (every method and lr of the first seed first).
 
-    seeds: how many seeds from 0, or a range of seeds (None: the grid's count, from 0). methods:
-    labels to keep (None: all). lrs, epochs:
-    replace the grid's learning rates and the profile's epochs. Raises GridError on an unknown
-    profile or method label and on non-positive overrides.
+    seeds: how many seeds from 0, or a range of seeds (None: the grid's count, from 0).
+    methods: labels to keep (None: all). lrs, epochs: replace the grid's learning rates and the
+    profile's epochs. Raises GridError on an unknown profile or method label, on non-positive
+    overrides and on a seed range that is empty, negative or stepped.
     """
     from bench.tasks import task_profiles
 
