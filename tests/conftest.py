@@ -82,15 +82,14 @@ def failing_train_cell(real_train: Any) -> Any:
     def train(cell: Any, **kwargs: Any) -> Any:
         if (cell.method, cell.lr) != (FAILING_METHOD, FAILING_LR):
             return real_train(cell, **kwargs)
-        logger = kwargs["logger"]
+        on_epoch = kwargs["on_epoch"]
 
-        class FailingLogger:
-            def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-                logger.log_epoch(epoch, metrics)
-                if epoch == 2:
-                    raise RuntimeError(INJECTED_ERROR)
+        def failing_on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            on_epoch(epoch, metrics)
+            if epoch == 2:
+                raise RuntimeError(INJECTED_ERROR)
 
-        return real_train(cell, **{**kwargs, "logger": FailingLogger()})
+        return real_train(cell, **{**kwargs, "on_epoch": failing_on_epoch})
 
     return train
 

@@ -16,6 +16,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,7 +31,7 @@ from bench.tasks.base import to_reference
 QUICK = cathdet.PROFILES["quick"]
 
 # name -> overrides of the shipped quick profile's parameters
-VARIANTS = {
+VARIANTS: dict[str, dict[str, Any]] = {
     # the catheter at its physical 1-2 px of the 256 frame, binned to a sub-pixel wire at 64 px
     "binned": {"catheter_width": (1.0, 2.0)},
     # shipped: the catheter and wires are 1-2 px wide at the network's input, as at 256
@@ -44,7 +45,9 @@ def centre_baseline(root: Path) -> float:
     test = dataset.split("test")
     h, w = dataset.image_size
     centre = torch.tensor([(w - 1) / 2, (h - 1) / 2]).expand_as(test.points)
-    errors = point_error(to_reference(centre, dataset), to_reference(test.points, dataset))
+    errors = point_error(
+        to_reference(centre, test, dataset), to_reference(test.points, test, dataset)
+    )
     return float(errors.mean())
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import multiprocessing
 import sys
@@ -68,7 +69,7 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
         cell,
         data_root=root,
         checkpoint_dir=root / "checkpoints",
-        logger=EpochPrinter(label, task.validation_metric, cell.epochs),
+        on_epoch=functools.partial(print_epoch, label, task.validation_metric, cell.epochs),
     )
     return {
         **{k: job[k] for k in ("task", "seed", "n_train", "epochs", "width")},
@@ -82,19 +83,12 @@ def cell_result(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class EpochPrinter:
-    """Prints each epoch's validation value to stderr, so that a cell of an hour shows progress."""
-
-    def __init__(self, label: str, metric: str, epochs: int) -> None:
-        self.label, self.metric, self.epochs = label, metric, epochs
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        value = metrics.get(self.metric, float("nan"))
-        print(
-            f"{self.label}: epoch {epoch}/{self.epochs} {self.metric} {value:.4g}",
-            file=sys.stderr,
-            flush=True,
-        )
+def print_epoch(
+    label: str, metric: str, epochs: int, epoch: int, metrics: dict[str, float]
+) -> None:
+    """Prints an epoch's validation value to stderr, so that a cell of an hour shows progress."""
+    value = metrics.get(metric, float("nan"))
+    print(f"{label}: epoch {epoch}/{epochs} {metric} {value:.4g}", file=sys.stderr, flush=True)
 
 
 def same_setting(record: dict[str, Any], job: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ fastest bare epoch (load from other processes only ever adds time), with the med
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -167,7 +168,7 @@ class _Epochs:
             dataset.image_size,
             normalize=settings.normalize,
         )
-        self.logger = _tracker_logger(store, self.cell, str(device))
+        self.log_epoch = _tracker_log_epoch(store, self.cell, str(device))
 
     def ours(self, epoch: int) -> None:
         from bench.run.trainer import epoch_generator, epoch_record, run_epoch
@@ -178,7 +179,7 @@ class _Epochs:
         )
         self.schedule.step(stats.landmark_losses)
         record = epoch_record(stats, {}, self.cell.lr, self.dataset, self.sigma_unit, stats.seconds)
-        self.logger.log_epoch(epoch + 1, record)
+        self.log_epoch(epoch + 1, record)
 
     def bare(self, epoch: int) -> None:
         import torch
@@ -201,18 +202,10 @@ class _Epochs:
             optimizer.step()
 
 
-class _TrackerLogger:
+def _tracker_log_epoch(
+    store: Path, cell: Any, device: str
+) -> Callable[[int, dict[str, float]], None]:
     """The run command's path for epoch metrics: one batched MLflow call per epoch."""
-
-    def __init__(self, tracker: Any, run_id: str) -> None:
-        self.tracker = tracker
-        self.run_id = run_id
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.tracker.log_epoch(self.run_id, epoch, metrics)
-
-
-def _tracker_logger(store: Path, cell: Any, device: str) -> _TrackerLogger:
     from bench.track.tracking import GridTracker, ensure_experiment, open_store
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -227,4 +220,4 @@ def _tracker_logger(store: Path, cell: Any, device: str) -> _TrackerLogger:
         command="bench perf trainer",
         cells_total=1,
     )
-    return _TrackerLogger(tracker, tracker.start_cell(cell, device))
+    return functools.partial(tracker.log_epoch, tracker.start_cell(cell, device))

@@ -10,6 +10,7 @@ diverged cell is a result, not a failure. Ctrl-C marks the open runs KILLED and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import os
 import queue
@@ -27,7 +28,7 @@ from bench.run.progress import Progress, cell_label, format_value
 from bench.track.tracking import CELL_DONE, GridTracker, cell_status
 
 TrainFn = Callable[..., Any]
-"""`train_cell(cell, *, device, logger, checkpoint_dir, data_root) -> CellResult`."""
+"""`train_cell(cell, *, device, on_epoch, checkpoint_dir, data_root) -> CellResult`."""
 
 FAILED_OUTCOMES = ("failed", "not run")
 
@@ -334,27 +335,9 @@ class _Session:
         self.progress.cell_ended(entry.slot, entry.cell, outcome, seconds)
 
 
-class _SessionLogger:
-    """The trainer's EpochLogger when the cell trains in the parent process."""
-
-    def __init__(self, session: _Session, key: str) -> None:
-        self.session = session
-        self.key = key
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.session.epoch(self.key, epoch, metrics)
-
-
-class _QueueLogger:
-    """The trainer's EpochLogger in a cell process: epochs go to the parent, which logs them."""
-
-    def __init__(self, outbox: Any, slot: int, key: str) -> None:
-        self.outbox = outbox
-        self.slot = slot
-        self.key = key
-
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.outbox.put(("epoch", self.slot, self.key, (epoch, dict(metrics))))
+def _send_epoch(outbox: Any, slot: int, key: str, epoch: int, metrics: dict[str, float]) -> None:
+    """`on_epoch` in a cell process: epochs go to the parent, which logs them."""
+    outbox.put(("epoch", slot, key, (epoch, dict(metrics))))
 
 
 def _train_function(train_fn: TrainFn | None) -> TrainFn:
@@ -375,7 +358,7 @@ def _run_inline(cells: Sequence[CellConfig], session: _Session, options: RunOpti
             result = train(
                 cell,
                 device=options.device,
-                logger=_SessionLogger(session, key),
+                on_epoch=functools.partial(session.epoch, key),
                 checkpoint_dir=options.checkpoint_root / key,
                 data_root=options.data_root,
             )
@@ -471,7 +454,7 @@ def _process_main(
                 result = train(
                     cell,
                     device=device,
-                    logger=_QueueLogger(outbox, slot, key),
+                    on_epoch=functools.partial(_send_epoch, outbox, slot, key),
                     checkpoint_dir=options.checkpoint_root / key,
                     data_root=options.data_root,
                 )

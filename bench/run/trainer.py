@@ -11,8 +11,8 @@ What a cell does, top to bottom (`train_cell`):
  4. a non-finite loss (or weight) ends the cell with outcome "diverged": a result, not an error;
  5. step the schedule with the epoch's mean per-landmark loss (or after every batch when
     `cell.schedule.unit == "iteration"`), validate (decode + the task's metric), checkpoint
-    every `checkpoint_every` epochs and after the last, and hand the epoch's metrics to the
-    logger in one dict;
+    every `checkpoint_every` epochs and after the last, and hand the epoch's metrics to
+    `on_epoch` in one dict;
  6. evaluate the final model on the test split (the task's metrics, NTV of the conv layers).
 
 Units: the logged sigmas ("sigma_mean", "sigma/<landmark>", "sigma_final_mean") are in the grid's
@@ -29,10 +29,10 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,15 +54,11 @@ from bench.tasks.base import Task, concat_points, landmark_group
 OVERLAY_IMAGES = 8
 
 
-class EpochLogger(Protocol):
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
-
-
 @dataclass
 class CellResult:
     """What a cell produced.
 
-    outcome: "finished" or "diverged". history: the dicts passed to `log_epoch`, in order.
+    outcome: "finished" or "diverged". history: the dicts passed to `on_epoch`, in order.
     final_metrics: test metrics (see the task), "ntv_all", "ntv_last", "sigma_final_mean",
         "sigma_final_mean_hm", "wall_time_s", "images_per_s"; a diverged cell has no test or NTV
         metrics but "diverged_epoch".
@@ -125,7 +121,7 @@ def train_cell(
     cell: CellConfig,
     *,
     device: str = "cpu",
-    logger: EpochLogger | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every: int = 5,
     data_root: Path | None = None,
@@ -133,9 +129,9 @@ def train_cell(
     """Train one cell, validating every epoch, and evaluate it on the test split.
 
     Resumes from the newest checkpoint of the same `cell_key` in `checkpoint_dir`. Every epoch of
-    the returned history reaches `logger.log_epoch` exactly once per call, in order, including the
-    epochs restored from a checkpoint (replayed before training continues). Raises on bad input
-    and bugs; KeyboardInterrupt propagates with the last checkpoint intact.
+    the returned history reaches `on_epoch(epoch, record)` exactly once per call, in order,
+    including the epochs restored from a checkpoint (replayed before training continues). Raises
+    on bad input and bugs; KeyboardInterrupt propagates with the last checkpoint intact.
     """
     started = time.perf_counter()
     torch_device = resolve_device(device)
@@ -171,8 +167,8 @@ def train_cell(
         if saved is not None:
             progress = restore(saved, model, optimizer, schedule, torch_device)
         for epoch, record in enumerate(progress.history, start=1):
-            if logger is not None:
-                logger.log_epoch(epoch, record)
+            if on_epoch is not None:
+                on_epoch(epoch, record)
 
         train = on_device(dataset.split("train"), torch_device)
         val = on_device(dataset.split("val"), torch_device)
@@ -203,8 +199,8 @@ def train_cell(
                 elapsed = progress.wall_time_s + time.perf_counter() - started
                 state = checkpoint_state(key, progress, model, optimizer, schedule, elapsed)
                 save_checkpoint(checkpoint_dir, key, epoch, state)
-            if logger is not None:
-                logger.log_epoch(epoch, record)
+            if on_epoch is not None:
+                on_epoch(epoch, record)
 
         wall_time_s = progress.wall_time_s + time.perf_counter() - started
         if outcome == "diverged":
@@ -419,7 +415,7 @@ def epoch_record(
     sigma_unit: float,
     seconds: float,
 ) -> dict[str, float]:
-    """The epoch's metrics, one flat dict of floats (the logger's one call per epoch)."""
+    """The epoch's metrics, one flat dict of floats (`on_epoch`'s one call per epoch)."""
     sigma = stats.sigma / sigma_unit
     return {
         "train_loss": float(stats.landmark_losses.mean()),

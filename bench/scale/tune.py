@@ -162,7 +162,7 @@ class TuneRun:
             result = train(
                 cell,
                 device=self.device,
-                logger=logger,
+                on_epoch=logger.log_epoch,
                 checkpoint_dir=self.checkpoint_root / key,
                 data_root=self.data_root,
             )
@@ -201,7 +201,7 @@ class TuneRun:
 
 
 class _PruningLogger:
-    """The trainer's EpochLogger for a trial: logs the epoch to MLflow, reports the validation
+    """`on_epoch` for a trial: logs the epoch to MLflow, reports the validation
     metric to Optuna and raises TrialPruned when the pruner says so."""
 
     def __init__(

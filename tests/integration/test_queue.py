@@ -86,7 +86,7 @@ def test_a_worker_completes_cells_finished_in_mlflow_without_training(
 
     def train(cell: Any, **kwargs: Any) -> CellResult:
         trained.append(cell.method)
-        kwargs["logger"].log_epoch(1, fake_result(3.0).history[0])
+        kwargs["on_epoch"](1, fake_result(3.0).history[0])
         return fake_result(3.0)
 
     options = WorkerOptions(tracking_uri=tracking_uri, train_fn=train)

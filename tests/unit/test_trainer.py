@@ -61,13 +61,13 @@ def smoke_cell(**changes: Any) -> CellConfig:
     return CellConfig(**values)
 
 
-class RecordingLogger:
+class EpochRecorder:
     def __init__(self, interrupt_at: int | None = None) -> None:
         self.epochs: list[int] = []
         self.records: list[dict[str, float]] = []
         self.interrupt_at = interrupt_at
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append(epoch)
         self.records.append(metrics)
         if epoch == self.interrupt_at:
@@ -162,12 +162,12 @@ def test_schedule_steps_once_per_epoch_or_per_batch(
 
 
 def test_cell_logs_one_dict_per_epoch_with_every_metric(data_root: Path) -> None:
-    logger = RecordingLogger()
+    recorder = EpochRecorder()
     cell = smoke_cell(schedule=ScheduleConfig(kind="fixed", sigma=40.0, sigma_ref=256))
-    result = train_cell(cell, logger=logger, data_root=data_root)
+    result = train_cell(cell, on_epoch=recorder, data_root=data_root)
     assert result.outcome == "finished"
-    assert logger.epochs == [1, 2]
-    assert logger.records == result.history
+    assert recorder.epochs == [1, 2]
+    assert recorder.records == result.history
     record = result.history[0]
     for key in ("train_loss", "val_distance", "sigma_mean", "sigma/tip", "epoch_time_s", "lr"):
         assert math.isfinite(record[key]), key
@@ -192,21 +192,25 @@ def test_interrupted_and_resumed_cell_matches_an_uninterrupted_one(
 ) -> None:
     cell = smoke_cell(epochs=4)
 
-    def run(directory: Path, logger: RecordingLogger | None = None) -> trainer.CellResult:
+    def run(directory: Path, recorder: EpochRecorder | None = None) -> trainer.CellResult:
         return train_cell(
-            cell, logger=logger, checkpoint_dir=directory, checkpoint_every=2, data_root=data_root
+            cell,
+            on_epoch=recorder,
+            checkpoint_dir=directory,
+            checkpoint_every=2,
+            data_root=data_root,
         )
 
     straight = run(tmp_path / "a")
 
     # Interrupted while logging epoch 3: the newest checkpoint is epoch 2's.
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "b", RecordingLogger(interrupt_at=3))
+        run(tmp_path / "b", EpochRecorder(interrupt_at=3))
     assert [epoch for epoch, _ in checkpoints(tmp_path / "b", cell_key(cell))] == [2]
-    logger = RecordingLogger()
-    resumed = run(tmp_path / "b", logger)
+    recorder = EpochRecorder()
+    resumed = run(tmp_path / "b", recorder)
 
-    assert logger.epochs == [1, 2, 3, 4]  # the restored epochs are replayed, then 3 and 4
+    assert recorder.epochs == [1, 2, 3, 4]  # the restored epochs are replayed, then 3 and 4
     assert without_timing(resumed.history) == without_timing(straight.history)
     sigmas = [record["sigma/tip"] for record in straight.history]
     assert len(set(sigmas)) > 1  # window 2: Adaloss moved sigma within these 4 epochs
@@ -223,9 +227,9 @@ def test_interrupted_and_resumed_cell_matches_an_uninterrupted_one(
 def test_finished_cell_rerun_only_evaluates(data_root: Path, tmp_path: Path) -> None:
     cell = smoke_cell(epochs=1)
     first = train_cell(cell, checkpoint_dir=tmp_path, data_root=data_root)
-    logger = RecordingLogger()
-    again = train_cell(cell, logger=logger, checkpoint_dir=tmp_path, data_root=data_root)
-    assert logger.epochs == [1]
+    recorder = EpochRecorder()
+    again = train_cell(cell, on_epoch=recorder, checkpoint_dir=tmp_path, data_root=data_root)
+    assert recorder.epochs == [1]
     assert again.final_metrics["test_distance"] == first.final_metrics["test_distance"]
 
 
@@ -243,12 +247,12 @@ def test_nan_loss_ends_the_cell_as_diverged(
         return losses * math.nan if len(batches) > 3 else losses
 
     monkeypatch.setattr(trainer, "landmark_mse", poisoned)
-    logger = RecordingLogger()
+    recorder = EpochRecorder()
     cell = smoke_cell(epochs=4, schedule=ScheduleConfig(kind="adaloss", unit=unit))
-    result = train_cell(cell, logger=logger, data_root=data_root)
+    result = train_cell(cell, on_epoch=recorder, data_root=data_root)
     assert result.outcome == "diverged"
     assert result.epochs_run == 1
-    assert logger.epochs == [1]
+    assert recorder.epochs == [1]
     assert len(result.history) == 1
     assert result.final_metrics["diverged_epoch"] == 2.0
     assert "test_distance" not in result.final_metrics
