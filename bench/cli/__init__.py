@@ -25,6 +25,7 @@ COMMANDS = {
     "data": "bench.cli.data_command:data",
     "perf": "bench.cli.perf_command:perf",
     "report": "bench.cli.report_command:report",
+    "runs": "bench.cli.runs_command:runs",
     "run": "bench.cli.run_command:run",
     "tune": "bench.cli.tune_command:tune",
     "worker": "bench.cli.worker_command:worker",

@@ -75,6 +75,11 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (store_folder(uri) / "artifacts" / experiment).resolve().as_uri()
 
 
+def store_exists(uri: str) -> bool:
+    """False for a SQLite store whose file is not there yet; every other store may exist."""
+    return not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///") :]).exists()
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client on `uri`, with the store's folders and database tables created.
 
@@ -174,7 +179,7 @@ def running_runs(client: MlflowClient, experiment_id: str) -> list[Any]:
 
 def existing_cell_runs(uri: str, experiment: str) -> dict[str, list[Any]]:
     """`cell_runs` of an experiment without creating anything: {} when there is no store yet."""
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+    if not store_exists(uri):
         return {}
     client = open_store(uri)
     found = client.get_experiment_by_name(experiment)

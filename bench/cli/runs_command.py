@@ -1,0 +1,71 @@
+"""`bench runs`: a grid's finished cell runs as files, and back into a store."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from bench.cli.options import EXIT_CODES_HELP, BadInput, tracking_uri_option
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+def runs() -> None:
+    """Move finished cell runs between stores as JSON files (one per cell), e.g. to train a grid
+    in pieces on machines that do not share a store, or to keep its results in git."""
+
+
+@runs.command("export", epilog=EXIT_CODES_HELP)
+@click.option("--grid", "grid_name", required=True, help="The grid (MLflow experiment) to export.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the files, one <cell_key>.json per finished cell (rewritten if present).",
+)
+@tracking_uri_option
+def export_command(grid_name: str, out: Path, tracking_uri: str | None) -> None:
+    """Write every cell of a grid that has a FINISHED run as one JSON file: tags, params, every
+    metric's history, dataset and the text artifacts (not the images)."""
+    from bench.cli import inputs
+    from bench.track import archive, tracking
+
+    # MLflow's per-download progress bars would be noise, one per artifact of every cell
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+    try:
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        inputs.check_writable_folder(out, "--out")
+        if not tracking.store_exists(uri):
+            raise BadInput(f"--tracking-uri {uri}: no store there; give the store the grid ran in")
+        written = archive.export_runs(tracking.open_store(uri), name, out)
+    except ValueError as error:  # ArchiveError and the checks of bench.cli.inputs
+        raise BadInput(str(error)) from None
+    click.echo(f"exported {len(written)} finished cell run(s) of {name} to {out}")
+
+
+@runs.command("import", epilog=EXIT_CODES_HELP)
+@click.argument("folder", type=click.Path(path_type=Path))
+@tracking_uri_option
+def import_command(folder: Path, tracking_uri: str | None) -> None:
+    """Re-create the runs `bench runs export` wrote in FOLDER as FINISHED cell runs of their grid;
+    cells that already have a FINISHED run in the store are skipped. Every file is checked
+    before anything is written."""
+    from bench.cli import inputs
+    from bench.track import archive, tracking
+
+    try:
+        uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
+        records = archive.read_archive(folder)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    command = shlex.join(["bench", *sys.argv[1:]])
+    summary = archive.import_runs(tracking.open_store(uri), uri, records, command)
+    for experiment, keys in summary.imported.items():
+        skipped = len(summary.skipped[experiment])
+        click.echo(
+            f"{experiment}: imported {len(keys)} cell run(s), skipped {skipped} already finished"
+        )
