@@ -57,13 +57,13 @@ def import_command(folder: Path, tracking_uri: str | None) -> None:
     from bench.cli import inputs
     from bench.track import archive, tracking
 
+    command = shlex.join(["bench", *sys.argv[1:]])
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
-        records = archive.read_archive(folder)
-    except ValueError as error:
+        archived = archive.read_archive(folder)
+        summary = archive.import_runs(tracking.open_store(uri), uri, archived, command)
+    except ValueError as error:  # ArchiveError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
-    command = shlex.join(["bench", *sys.argv[1:]])
-    summary = archive.import_runs(tracking.open_store(uri), uri, records, command)
     for experiment, keys in summary.imported.items():
         skipped = len(summary.skipped[experiment])
         click.echo(

@@ -156,19 +156,21 @@ class TuneRun:
         progress.note(f"trial {trial.number}: {format_params(params)}")
         progress.cell_started(0, cell, self.device)
         started = time.perf_counter()
-        logger = _PruningLogger(self, trial, cell, run_id, progress)
+        pruning = _PruningEpochs(self, trial, cell, run_id, progress)
         train = self.train_fn or _train_cell()
         try:
             result = train(
                 cell,
                 device=self.device,
-                on_epoch=logger.log_epoch,
+                on_epoch=pruning,
                 checkpoint_dir=self.checkpoint_root / key,
                 data_root=self.data_root,
             )
         except optuna.TrialPruned:
             self.tracker.client.set_tag(run_id, "outcome", "pruned")
-            self.tracker.client.log_metric(run_id, "pruned_epoch", logger.epoch, step=logger.epoch)
+            self.tracker.client.log_metric(
+                run_id, "pruned_epoch", pruning.epoch, step=pruning.epoch
+            )
             self.tracker.client.set_terminated(run_id, "FINISHED")
             self._end(trial, cell, "pruned", progress, started)
             raise
@@ -200,7 +202,7 @@ class TuneRun:
             shutil.rmtree(self.checkpoint_root / cell_key(cell), ignore_errors=True)
 
 
-class _PruningLogger:
+class _PruningEpochs:
     """`on_epoch` for a trial: logs the epoch to MLflow, reports the validation
     metric to Optuna and raises TrialPruned when the pruner says so."""
 
@@ -214,7 +216,7 @@ class _PruningLogger:
         self.progress = progress
         self.epoch = 0
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.epoch = epoch
         metric = self.run.validation_metric
         self.run.tracker.log_epoch(self.run_id, epoch, metrics)

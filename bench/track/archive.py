@@ -1,16 +1,16 @@
 """A grid's finished cell runs as plain files, and back into a store.
 
 A store does not travel with a repository, and a grid too long for one machine or one sitting is
-trained in pieces. `export_runs` writes each cell's FINISHED run as one JSON file named after its
-`cell_key`: run name, start and end time, tags, params, every metric's full history, its dataset
-input and the text artifacts `config.json` and `per_landmark.csv`. `import_runs` re-creates them
-in another store under one parent run, so that `bench run` skips those cells (they are done) and
-`bench report` reads them beside new ones. Images (the per-cell figures and prediction overlays)
-do not travel: MLflow draws the same curves from the imported histories, and `bench report`
-copies overlays only where a run has one.
+trained in pieces. `export_runs` writes each cell's newest FINISHED run as one JSON file named
+after its `cell_key`: run name, start and end time, tags, params, every metric's full history,
+its dataset inputs and the text artifacts `config.json` and `per_landmark.csv`. `import_runs`
+re-creates them in another store under one parent run per grid and profile, so that `bench run`
+skips those cells (they are done) and `bench report` reads them beside new ones. Images (the
+per-cell figures and prediction overlays) do not travel: MLflow draws the same curves from the
+imported histories, and `bench report` copies overlays only where a run has one.
 
-The files are sorted JSON with one indentation level per nesting, so that a folder kept in git
-shows a re-exported run as a diff, and writing the same runs again changes nothing.
+The files are sorted JSON with each metric's history on one line, so that a folder kept in git
+shows a re-exported run as a diff, and exporting the same runs again changes nothing.
 """
 
 from __future__ import annotations
@@ -23,14 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.track.orphans import HEARTBEAT_TAG, OWNER_TAG, SUPERSEDED_TAG
-from bench.track.tracking import (
-    METRICS_PER_BATCH,
-    ROLE_TAG,
-    cell_runs,
-    ensure_experiment,
-    environment_tags,
-)
+from bench.track.orphans import HEARTBEAT_TAG, OWNER_TAG, owner_tags
+from bench.track.tracking import METRICS_PER_BATCH, ROLE_TAG, cell_runs, ensure_experiment
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -38,11 +32,15 @@ if TYPE_CHECKING:
 ARCHIVE_FORMAT = 1
 TEXT_ARTIFACTS = ("config.json", "per_landmark.csv")
 SOURCE_RUN_TAG = "bench.source_run"  # the id of the run an imported run was exported from
+RUN_NAME_TAG = "mlflow.runName"  # MLflow's copy of the run name; create_run sets it from the name
 # tags that describe the process or store a run lived in, not the cell's result
-LOCAL_TAGS = frozenset({"mlflow.parentRunId", OWNER_TAG, HEARTBEAT_TAG, SUPERSEDED_TAG})
-REQUIRED_FIELDS = {
+LOCAL_TAGS = frozenset({"mlflow.parentRunId", OWNER_TAG, HEARTBEAT_TAG})
+NON_FINITE = ("nan", "inf", "-inf")  # how a non-finite metric value is written (JSON has none)
+PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
+REQUIRED_FIELDS: dict[str, type] = {
     "format": int,
     "experiment": str,
+    "source_run": str,
     "run_name": str,
     "start_time": int,
     "end_time": int,
@@ -52,19 +50,31 @@ REQUIRED_FIELDS = {
     "datasets": list,
     "artifacts": dict,
 }
-NON_FINITE = ("nan", "inf", "-inf")  # how a non-finite metric value is written (JSON has none)
-PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
+DATASET_FIELDS = ("name", "digest", "source_type", "source")
 REQUIRED_TAGS = ("cell_key", "grid", "task", "method", "lr", "seed", "profile", "outcome")
 
 
 class ArchiveError(ValueError):
-    """A run file that cannot be imported: the message names the file, the field and the fix."""
+    """A run file that cannot be exported or imported: one line naming the file (or run), the
+    field and the fix."""
+
+
+@dataclass(frozen=True)
+class ArchivedRun:
+    """One checked run file: where it was read from and its JSON object."""
+
+    path: Path
+    record: dict[str, Any]
+
+    @property
+    def cell_key(self) -> str:
+        return str(self.record["tags"]["cell_key"])
 
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What `import_runs` did: per experiment, the cells imported and the cells skipped because
-    the store already had a FINISHED run of them."""
+    """What `import_runs` did, per experiment: the cells imported, and the cells skipped because
+    the store already had that run or a newer FINISHED run of the cell."""
 
     imported: dict[str, list[str]]
     skipped: dict[str, list[str]]
@@ -72,27 +82,47 @@ class ImportSummary:
 
 def export_runs(client: MlflowClient, experiment: str, folder: Path) -> list[Path]:
     """Writes `<folder>/<cell_key>.json` for every cell of `experiment` with a FINISHED run (its
-    newest one that no later run superseded); returns the files written, in cell-key order."""
+    newest); returns the files written, in cell-key order. Every record is read before the
+    first file is written."""
     found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise ArchiveError(f"the store has no experiment {experiment!r}; run its grid first")
+    if found is None or found.lifecycle_stage == "deleted":
+        raise ArchiveError(
+            f"--grid {experiment}: the store has no such experiment; name a grid trained in it"
+        )
+    records = {}
+    for key, runs in sorted(cell_runs(client, str(found.experiment_id)).items()):
+        finished = [run for run in runs if run.info.status == "FINISHED"]  # newest first
+        if finished:
+            records[key] = run_record(client, experiment, finished[0])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for key, runs in sorted(cell_runs(client, str(found.experiment_id)).items()):
-        finished = [
-            r for r in runs if r.info.status == "FINISHED" and SUPERSEDED_TAG not in r.data.tags
-        ]
-        if not finished:
-            continue
+    for key, record in records.items():
         path = folder / f"{key}.json"
-        path.write_text(_dumps(run_record(client, experiment, finished[0])), encoding="utf-8")
+        path.write_text(_dumps(record), encoding="utf-8")
         written.append(path)
     return written
 
 
 def run_record(client: MlflowClient, experiment: str, run: Any) -> dict[str, Any]:
-    """One run as the archive's JSON object (see the module docstring)."""
+    """One FINISHED run as the archive's JSON object (see the module docstring)."""
     run_id = run.info.run_id
+    if run.info.end_time is None:
+        raise ArchiveError(
+            f"run {run_id}: FINISHED without an end time; it was not written by bench"
+        )
+    listed = {artifact.path for artifact in client.list_artifacts(run_id)}
+    if "config.json" not in listed:
+        # every cell run logs config.json when it starts: its artifacts are elsewhere
+        raise ArchiveError(
+            f"run {run_id}: no config.json under {run.info.artifact_uri}; copy the store's "
+            "artifacts folder along with its database"
+        )
+    artifacts = {
+        # bytes decoded as they are: read_text would turn the CSV's \r\n into \n
+        name: Path(client.download_artifacts(run_id, name)).read_bytes().decode("utf-8")
+        for name in TEXT_ARTIFACTS
+        if name in listed
+    }
     metrics = {
         key: [
             [m.step, _number(m.value), m.timestamp]
@@ -102,13 +132,6 @@ def run_record(client: MlflowClient, experiment: str, run: Any) -> dict[str, Any
         ]
         for key in sorted(run.data.metrics)
     }
-    listed = {artifact.path for artifact in client.list_artifacts(run_id)}
-    artifacts = {}
-    for name in TEXT_ARTIFACTS:
-        if name in listed:
-            artifacts[name] = Path(client.download_artifacts(run_id, name)).read_text(
-                encoding="utf-8"
-            )
     datasets = [
         {
             "name": item.dataset.name,
@@ -138,7 +161,7 @@ def run_record(client: MlflowClient, experiment: str, run: Any) -> dict[str, Any
     }
 
 
-def read_archive(folder: Path) -> list[dict[str, Any]]:
+def read_archive(folder: Path) -> list[ArchivedRun]:
     """Every `*.json` of `folder`, checked: raises ArchiveError naming the first bad file."""
     if not folder.is_dir():
         raise ArchiveError(f"{folder}: not a folder; give the folder `bench runs export` wrote")
@@ -147,79 +170,122 @@ def read_archive(folder: Path) -> list[dict[str, Any]]:
         raise ArchiveError(
             f"{folder}: no *.json run files; give the folder `bench runs export` wrote"
         )
-    return [_checked(path) for path in paths]
+    return [ArchivedRun(path, _checked(path)) for path in paths]
 
 
 def import_runs(
-    client: MlflowClient, uri: str, records: Sequence[Mapping[str, Any]], command: str
+    client: MlflowClient, uri: str, archived: Sequence[ArchivedRun], command: str
 ) -> ImportSummary:
-    """Re-creates `records` (from `read_archive`) as FINISHED cell runs, one parent run per
-    experiment; a cell that already has a FINISHED run in the store is skipped, so importing the
-    same folder twice adds nothing."""
-    by_experiment: dict[str, list[Mapping[str, Any]]] = {}
-    for record in records:
-        by_experiment.setdefault(record["experiment"], []).append(record)
+    """Re-creates `archived` runs (from `read_archive`) as FINISHED cell runs, one parent run per
+    experiment and profile. A cell whose store already holds the same run or a newer FINISHED
+    one is skipped, so importing a folder twice adds nothing.
+
+    All or nothing: when MLflow refuses a value (or the import is interrupted), every run this
+    call created is deleted again and ArchiveError names the file (KeyboardInterrupt propagates).
+    """
+    groups: dict[tuple[str, str], list[ArchivedRun]] = {}
+    for run in archived:
+        groups.setdefault((run.record["experiment"], run.record["tags"]["profile"]), []).append(run)
     imported: dict[str, list[str]] = {}
     skipped: dict[str, list[str]] = {}
-    for experiment, group in by_experiment.items():
-        experiment_id = ensure_experiment(client, uri, experiment)
-        done = {
-            key
-            for key, runs in cell_runs(client, experiment_id).items()
-            if any(r.info.status == "FINISHED" for r in runs)
-        }
-        fresh = [r for r in group if r["tags"]["cell_key"] not in done]
-        skipped[experiment] = sorted(
-            r["tags"]["cell_key"] for r in group if r["tags"]["cell_key"] in done
-        )
-        imported[experiment] = []
-        if not fresh:
-            continue
-        parent = _open_parent(client, experiment_id, experiment, fresh, command)
-        for record in fresh:
-            _create_run(client, experiment_id, parent, record)
-            imported[experiment].append(record["tags"]["cell_key"])
-        client.set_terminated(parent, "FINISHED")
+    created: list[str] = []
+    current: ArchivedRun | None = None
+    try:
+        for (experiment, profile), group in groups.items():
+            current = None
+            experiment_id = ensure_experiment(client, uri, experiment)
+            newest = _newest_finished(client, experiment_id)
+            fresh = []
+            imported.setdefault(experiment, [])
+            for run in group:
+                if _already_there(run, newest.get(run.cell_key)):
+                    skipped.setdefault(experiment, []).append(run.cell_key)
+                else:
+                    fresh.append(run)
+            skipped.setdefault(experiment, [])
+            if not fresh:
+                continue
+            parent = _open_parent(client, experiment_id, experiment, profile, len(fresh), command)
+            created.append(parent)
+            for current in fresh:
+                run_id = _start_run(client, experiment_id, parent, current.record)
+                created.append(run_id)
+                _fill_run(client, run_id, current.record)
+                imported[experiment].append(current.cell_key)
+            client.set_terminated(parent, "FINISHED")
+    except Exception as error:
+        _delete(client, created)
+        where = current.path if current is not None else "the store"
+        raise ArchiveError(f"{where}: {error}; nothing was imported") from None
+    except BaseException:
+        _delete(client, created)
+        raise
     return ImportSummary(imported, skipped)
+
+
+def _newest_finished(client: MlflowClient, experiment_id: str) -> dict[str, Any]:
+    """cell_key -> the newest FINISHED run of that cell in the store."""
+    newest = {}
+    for key, runs in cell_runs(client, experiment_id).items():
+        finished = [run for run in runs if run.info.status == "FINISHED"]
+        if finished:
+            newest[key] = finished[0]
+    return newest
+
+
+def _already_there(archived: ArchivedRun, existing: Any) -> bool:
+    """The store holds this very run, or a FINISHED run of the cell that started no earlier."""
+    if existing is None:
+        return False
+    source = existing.data.tags.get(SOURCE_RUN_TAG, existing.info.run_id)
+    return bool(
+        source == archived.record["source_run"]
+        or existing.info.start_time >= archived.record["start_time"]
+    )
 
 
 def _open_parent(
     client: MlflowClient,
     experiment_id: str,
     experiment: str,
-    records: Sequence[Mapping[str, Any]],
+    profile: str,
+    cells: int,
     command: str,
 ) -> str:
-    profiles = sorted({r["tags"]["profile"] for r in records})
     tags = {
-        **environment_tags(),
+        **owner_tags(),
         ROLE_TAG: "parent",
         "grid": experiment,
-        "profile": profiles[0] if len(profiles) == 1 else ",".join(profiles),
+        "profile": profile,
         "command": command,
-        "cells_total": str(len(records)),
+        "cells_total": str(cells),
     }
-    run = client.create_run(experiment_id, run_name=f"{experiment}-import", tags=tags)
+    run = client.create_run(experiment_id, run_name=f"{experiment}-{profile}-import", tags=tags)
     return str(run.info.run_id)
 
 
-def _create_run(
+def _start_run(
     client: MlflowClient, experiment_id: str, parent: str, record: Mapping[str, Any]
-) -> None:
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
-
+) -> str:
+    """Creates the imported run, with its tags and start time; returns its id."""
     tags = {
-        **record["tags"],
+        **{k: v for k, v in record["tags"].items() if k != RUN_NAME_TAG},
         "mlflow.parentRunId": parent,
-        SOURCE_RUN_TAG: record.get("source_run", ""),
+        SOURCE_RUN_TAG: record["source_run"],
     }
     run = client.create_run(
         experiment_id, start_time=record["start_time"], tags=tags, run_name=record["run_name"]
     )
-    run_id = run.info.run_id
-    params = [Param(name, str(value)) for name, value in record["params"].items()]
+    return str(run.info.run_id)
+
+
+def _fill_run(client: MlflowClient, run_id: str, record: Mapping[str, Any]) -> None:
+    """Params, metric histories, datasets and artifacts of a started run; then FINISHED."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+
+    params = [Param(name, value) for name, value in record["params"].items()]
     metrics = [
-        Metric(key, float(value), int(timestamp), int(step))
+        Metric(key, float(value), timestamp, step)
         for key, points in record["metrics"].items()
         for step, value, timestamp in points
     ]
@@ -229,9 +295,7 @@ def _create_run(
         client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
     inputs = [
         DatasetInput(
-            Dataset(
-                d["name"], d["digest"], d["source_type"], d["source"], profile=d.get("profile")
-            ),
+            Dataset(**{field: d[field] for field in DATASET_FIELDS}, profile=d.get("profile")),
             tags=[InputTag(k, v) for k, v in d.get("context", {}).items()],
         )
         for d in record["datasets"]
@@ -241,9 +305,16 @@ def _create_run(
     if record["artifacts"]:
         with tempfile.TemporaryDirectory() as folder:
             for name, text in record["artifacts"].items():
-                (Path(folder) / name).write_text(text, encoding="utf-8")
+                with open(Path(folder) / name, "w", encoding="utf-8", newline="") as file:
+                    file.write(text)
             client.log_artifacts(run_id, folder)
     client.set_terminated(run_id, "FINISHED", end_time=record["end_time"])
+
+
+def _delete(client: MlflowClient, run_ids: Sequence[str]) -> None:
+    """Deletes (MLflow's soft delete: no search lists them) the runs an import created."""
+    for run_id in reversed(run_ids):
+        client.delete_run(run_id)
 
 
 def _checked(path: Path) -> dict[str, Any]:
@@ -254,26 +325,48 @@ def _checked(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ArchiveError(f"{path}: not a run record (a JSON object); export it again")
     for name, kind in REQUIRED_FIELDS.items():
-        if not isinstance(record.get(name), kind):
+        if not _is(record.get(name), kind):
             raise ArchiveError(
-                f"{path}: field {name!r} is missing or not a {kind.__name__}; export it again"
+                f"{path}: field {name!r} is missing or not {_KIND_NAMES[kind]}; export it again"
             )
     if record["format"] != ARCHIVE_FORMAT:
         raise ArchiveError(
             f"{path}: archive format {record['format']}, this bench reads {ARCHIVE_FORMAT}; "
             "export it again with this version"
         )
-    missing = [tag for tag in REQUIRED_TAGS if not isinstance(record["tags"].get(tag), str)]
+    for name in ("tags", "params"):
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in record[name].items()):
+            raise ArchiveError(f"{path}: {name} must map names to strings; export it again")
+    missing = [tag for tag in REQUIRED_TAGS if tag not in record["tags"]]
     if missing:
         raise ArchiveError(f"{path}: tags {', '.join(missing)} missing; export it again")
     if path.stem != record["tags"]["cell_key"]:
         raise ArchiveError(
             f"{path}: holds cell {record['tags']['cell_key']!r}; name the file after it"
         )
+    if record["experiment"] != record["tags"]["grid"]:
+        raise ArchiveError(
+            f"{path}: experiment {record['experiment']!r} but tag grid "
+            f"{record['tags']['grid']!r}; export it again"
+        )
+    if record["start_time"] < 0 or record["end_time"] < record["start_time"]:
+        raise ArchiveError(
+            f"{path}: end_time before start_time (or a negative time); export it again"
+        )
     for key, points in record["metrics"].items():
         if not isinstance(points, list) or not all(_is_point(p) for p in points):
             raise ArchiveError(
                 f"{path}: metrics.{key} is not a list of [step, value, timestamp]; export it again"
+            )
+    for index, dataset in enumerate(record["datasets"]):
+        if not (
+            isinstance(dataset, dict)
+            and all(isinstance(dataset.get(field), str) for field in DATASET_FIELDS)
+            and isinstance(dataset.get("context", {}), dict)
+        ):
+            raise ArchiveError(
+                f"{path}: datasets[{index}] needs {', '.join(DATASET_FIELDS)} as strings; "
+                "export it again"
             )
     for name, text in record["artifacts"].items():
         if name not in TEXT_ARTIFACTS or not isinstance(text, str):
@@ -284,13 +377,22 @@ def _checked(path: Path) -> dict[str, Any]:
     return record
 
 
+_KIND_NAMES = {int: "a whole number", str: "a string", dict: "an object", list: "a list"}
+
+
+def _is(value: Any, kind: type) -> bool:
+    """isinstance, except that JSON's true and false are not whole numbers."""
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
 def _is_point(point: Any) -> bool:
     return (
         isinstance(point, list)
         and len(point) == 3
-        and isinstance(point[0], int)
-        and (isinstance(point[1], (int, float)) or point[1] in NON_FINITE)
-        and isinstance(point[2], int)
+        and _is(point[0], int)
+        and (_is(point[1], int) or isinstance(point[1], float) or point[1] in NON_FINITE)
+        and _is(point[2], int)
+        and point[2] >= 0
     )
 
 

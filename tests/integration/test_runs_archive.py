@@ -107,8 +107,8 @@ def test_import_recreates_every_run_value_for_value(
         )
         assert copy.info.run_name == run.info.run_name
         for name in ("config.json", "per_landmark.csv"):
-            a = Path(client_a.download_artifacts(run.info.run_id, name)).read_text()
-            b = Path(client_b.download_artifacts(copy.info.run_id, name)).read_text()
+            a = Path(client_a.download_artifacts(run.info.run_id, name)).read_bytes()
+            b = Path(client_b.download_artifacts(copy.info.run_id, name)).read_bytes()
             assert a == b
         datasets = [
             (d.dataset.name, d.dataset.digest, d.dataset.source) for d in run.inputs.dataset_inputs
@@ -183,7 +183,7 @@ def damage(folder: Path, change: Any) -> Path:
         (lambda r, p: p.write_text("{not json"), "not a readable JSON file"),
         (
             lambda r, p: p.write_text(json.dumps({**r, "metrics": 3})),
-            "field 'metrics' is missing or not a dict",
+            "field 'metrics' is missing or not an object",
         ),
         (lambda r, p: p.write_text(json.dumps({**r, "format": 99})), "archive format 99"),
         (lambda r, p: p.rename(p.with_name("other.json")), "name the file after it"),
@@ -221,7 +221,7 @@ def test_missing_folder_and_unknown_grid_are_one_line(tmp_path: Path, tracking_u
         "--tracking-uri",
         tracking_uri,
     )
-    assert code == 2 and "no experiment 'nogrid'" in err
+    assert code == 2 and "--grid nogrid: the store has no such experiment" in err
     assert not (tmp_path / "o").exists()
     absent = tmp_path / "absent" / "mlflow.db"
     code, _, err = bench(
