@@ -49,6 +49,11 @@ def grid_option(note: str = "") -> Any:
     )
 
 
+def grid_experiment(grid_name: str) -> str:
+    """The MLflow experiment of `--grid`: a shipped grid's name, or a grid file's stem."""
+    return Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+
+
 tracking_uri_option = click.option(
     "--tracking-uri",
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db).",

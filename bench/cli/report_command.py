@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from bench.cli.options import EXIT_CODES_HELP, BadInput, tracking_uri_option
+from bench.cli.options import EXIT_CODES_HELP, BadInput, grid_experiment, tracking_uri_option
 
 
 @click.command("report", epilog=EXIT_CODES_HELP)
@@ -55,7 +55,7 @@ def report(
 
     # the report downloads small artifacts; MLflow's per-download progress bars are noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+    name = grid_experiment(grid_name)
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(out or Path("reports"), "--out")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bench.cli.options import EXIT_CODES_HELP, BadInput, tracking_uri_option
+from bench.cli.options import EXIT_CODES_HELP, BadInput, grid_experiment, tracking_uri_option
 
 
 @click.group(epilog=EXIT_CODES_HELP)
@@ -35,7 +35,7 @@ def export_command(grid_name: str, out: Path, tracking_uri: str | None) -> None:
 
     # MLflow's per-download progress bars would be noise, one per artifact of every cell
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    name = Path(grid_name).stem if grid_name.endswith((".yaml", ".yml")) else grid_name
+    name = grid_experiment(grid_name)
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(out, "--out")
@@ -52,8 +52,8 @@ def export_command(grid_name: str, out: Path, tracking_uri: str | None) -> None:
 @tracking_uri_option
 def import_command(folder: Path, tracking_uri: str | None) -> None:
     """Re-create the runs `bench runs export` wrote in FOLDER as FINISHED cell runs of their grid;
-    cells that already have a FINISHED run in the store are skipped. Every file is checked
-    before anything is written."""
+    a cell whose store already holds that run or a newer FINISHED one is skipped. Every file is
+    checked before anything is written."""
     from bench.cli import inputs
     from bench.track import archive, tracking
 

@@ -89,11 +89,8 @@ def export_runs(client: MlflowClient, experiment: str, folder: Path) -> list[Pat
         raise ArchiveError(
             f"--grid {experiment}: the store has no such experiment; name a grid trained in it"
         )
-    records = {}
-    for key, runs in sorted(cell_runs(client, str(found.experiment_id)).items()):
-        finished = [run for run in runs if run.info.status == "FINISHED"]  # newest first
-        if finished:
-            records[key] = run_record(client, experiment, finished[0])
+    newest = _newest_finished(client, str(found.experiment_id))
+    records = {key: run_record(client, experiment, newest[key]) for key in sorted(newest)}
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, record in records.items():
