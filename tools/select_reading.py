@@ -28,11 +28,18 @@ from typing import Any
 from bench.run.grid import load_grid
 from bench.tasks import task_profiles
 from bench.track.report import select_runs
-from bench.track.selection import CellValues, keep_first, load_record, save_record, select
+from bench.track.selection import (
+    READINGS_TASKS,
+    SELECTION_SEEDS,
+    CellValues,
+    keep_first,
+    load_record,
+    save_record,
+    score_table,
+    select,
+)
 from bench.track.tracking import cell_runs, open_store, tracking_uri
 
-TASKS = ("cathdet", "face300w", "endovis")
-SEEDS = (0, 1, 2)
 VALIDATION = {"cathdet": "val_distance", "face300w": "val_nme", "endovis": "val_error"}
 
 
@@ -45,7 +52,7 @@ def store_values(client: Any, task: str, order: list[str]) -> dict[int, dict[str
     found: dict[int, dict[str, float]] = {}
     for run in select_runs([r for r in runs if r.data.tags.get("profile") == "quick"]):
         seed, method = int(run.data.tags["seed"]), run.data.tags["method"]
-        if run.info.status != "FINISHED" or seed not in SEEDS or method not in order:
+        if run.info.status != "FINISHED" or seed not in SELECTION_SEEDS or method not in order:
             continue
         if run.data.tags.get("outcome") == "diverged":
             found.setdefault(seed, {})[method] = math.inf
@@ -61,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     client = open_store(tracking_uri(args.tracking_uri))
     order = list(load_grid("readings_cathdet").methods)
-    found = {task: store_values(client, task, order) for task in TASKS}
+    found = {task: store_values(client, task, order) for task in READINGS_TASKS}
     try:
         recorded = load_record(args.record) if args.record else {}
     except ValueError as error:
@@ -70,19 +77,18 @@ def main() -> None:
     values: CellValues = keep_first(recorded, found)
     if args.record:
         save_record(args.record, values)
-    scores: dict[tuple[str, int], dict[str, float | None]] = {}
-    for task in TASKS:
+    rankings = score_table(values, READINGS_TASKS, SELECTION_SEEDS, order)
+    for task in READINGS_TASKS:
         epochs = task_profiles(task)["quick"].epochs
         print(f"{task}: {VALIDATION[task]} at epoch {epochs} (inf: diverged, None: no result yet)")
-        for seed in SEEDS:
-            have = values.get(task, {}).get(seed, {})
-            scores[(task, seed)] = {method: have.get(method) for method in order}
-            print(f"  seed {seed}: " + ", ".join(f"{m} {scores[(task, seed)][m]}" for m in order))
-    missing = [(key, m) for key, cells in scores.items() for m, v in cells.items() if v is None]
+        for seed in SELECTION_SEEDS:
+            print(f"  seed {seed}: " + ", ".join(f"{m} {rankings[(task, seed)][m]}" for m in order))
+    missing = [(key, m) for key, cells in rankings.items() for m, v in cells.items() if v is None]
     if missing:
-        print(f"incomplete: {len(missing)} of {len(scores) * len(order)} cells have no result yet")
+        cells = len(rankings) * len(order)
+        print(f"incomplete: {len(missing)} of {cells} cells have no result yet")
         sys.exit(1)
-    chosen = select(scores, order)
+    chosen = select(rankings, order)
     print("| candidate | " + " | ".join(f"{t} s{s}" for t, s in chosen.ranks) + " | mean rank |")
     print("|---|" + "---|" * (len(chosen.ranks) + 1))
     for name in order:

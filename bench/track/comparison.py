@@ -131,10 +131,6 @@ def _paired_row(
     if any(d != 0 for d in differences):
         wilcoxon_p = float(stats.wilcoxon(ours, theirs, method="exact").pvalue)
     mean_difference = sum(differences) / n if n else math.nan
-    verdict = "no significant difference" if n >= 2 else "too few pairs"
-    if p < ALPHA:
-        improved = mean_difference > 0 if higher_is_better else mean_difference < 0
-        verdict = "better" if improved else "worse"
     return {
         "lr": lr,
         "method": method,
@@ -148,8 +144,19 @@ def _paired_row(
         "t": t,
         "p": p,
         "wilcoxon_p": wilcoxon_p,
-        "verdict": verdict,
+        "verdict": verdict(p, mean_difference, n, higher_is_better),
     }
+
+
+def verdict(p: float, difference_mean: float, pairs: int, higher_is_better: bool) -> str:
+    """ "better" or "worse" (the sign of `difference_mean`, method - reference) when p < ALPHA,
+    "too few pairs" below 2 pairs, else "no significant difference"; NaN p is not significant."""
+    if pairs < 2:
+        return "too few pairs"
+    if p < ALPHA:
+        improved = difference_mean > 0 if higher_is_better else difference_mean < 0
+        return "better" if improved else "worse"
+    return "no significant difference"
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+READINGS_TASKS = ("cathdet", "face300w", "endovis")  # grid readings_<task> each
+SELECTION_SEEDS = (0, 1, 2)
 Ranking = tuple[str, int]  # (task, seed)
 # task -> seed -> candidate -> last-epoch validation value (inf: the cell diverged)
 CellValues = dict[str, dict[int, dict[str, float]]]
@@ -68,6 +70,18 @@ def select(scores: Mapping[Ranking, Mapping[str, float | None]], order: Sequence
     best = min(mean_rank.values())
     selected = next(name for name in order if mean_rank[name] == best)
     return Selection(mean_rank, ranks, selected)
+
+
+def score_table(
+    values: CellValues, tasks: Sequence[str], seeds: Sequence[int], order: Sequence[str]
+) -> dict[Ranking, dict[str, float | None]]:
+    """The rankings `select` takes: every (task, seed) of `tasks` x `seeds`, every candidate of
+    `order`, None where `values` has no result yet."""
+    return {
+        (task, seed): {name: values.get(task, {}).get(seed, {}).get(name) for name in order}
+        for task in tasks
+        for seed in seeds
+    }
 
 
 def keep_first(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.track.selection import keep_first, load_record, rank, save_record, select
+from bench.track.selection import keep_first, load_record, rank, save_record, score_table, select
 
 
 def test_rank_with_ties_and_a_diverged_cell() -> None:
@@ -70,3 +70,14 @@ def test_a_damaged_record_is_refused_naming_the_file(tmp_path: Path, text: str) 
     path.write_text(text)
     with pytest.raises(ValueError, match=r"readings_validation\.json: not a record"):
         load_record(path)
+
+
+def test_score_table_lists_every_ranking_and_candidate_with_none_where_missing() -> None:
+    values = {"cathdet": {0: {"literal": 10.0, "reset": math.inf}}, "faces": {1: {"reset": 2.0}}}
+    table = score_table(values, ("cathdet", "faces"), (0, 1), ("literal", "reset"))
+    assert table == {
+        ("cathdet", 0): {"literal": 10.0, "reset": math.inf},
+        ("cathdet", 1): {"literal": None, "reset": None},
+        ("faces", 0): {"literal": None, "reset": None},
+        ("faces", 1): {"literal": None, "reset": 2.0},
+    }
