@@ -29,11 +29,13 @@ from bench.run.grid import load_grid
 from bench.tasks import task_profiles
 from bench.track.report import select_runs
 from bench.track.selection import (
+    READINGS_PROFILE,
     READINGS_TASKS,
     SELECTION_SEEDS,
     CellValues,
     keep_first,
     load_record,
+    readings_grid,
     save_record,
     score_table,
     select,
@@ -45,12 +47,12 @@ VALIDATION = {"cathdet": "val_distance", "face300w": "val_nme", "endovis": "val_
 
 def store_values(client: Any, task: str, order: list[str]) -> dict[int, dict[str, float]]:
     """The finished readings cells of `task` in the store: seed -> method -> value."""
-    experiment = client.get_experiment_by_name(f"readings_{task}")
+    experiment = client.get_experiment_by_name(readings_grid(task))
     if experiment is None:
         return {}
     runs = [r for group in cell_runs(client, experiment.experiment_id).values() for r in group]
     found: dict[int, dict[str, float]] = {}
-    for run in select_runs([r for r in runs if r.data.tags.get("profile") == "quick"]):
+    for run in select_runs([r for r in runs if r.data.tags.get("profile") == READINGS_PROFILE]):
         seed, method = int(run.data.tags["seed"]), run.data.tags["method"]
         if run.info.status != "FINISHED" or seed not in SELECTION_SEEDS or method not in order:
             continue
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--record", type=Path, default=None, help="JSON file of kept values")
     args = parser.parse_args()
     client = open_store(tracking_uri(args.tracking_uri))
-    order = list(load_grid("readings_cathdet").methods)
+    order = list(load_grid(readings_grid(READINGS_TASKS[0])).methods)
     found = {task: store_values(client, task, order) for task in READINGS_TASKS}
     try:
         recorded = load_record(args.record) if args.record else {}
@@ -79,7 +81,7 @@ def main() -> None:
         save_record(args.record, values)
     rankings = score_table(values, READINGS_TASKS, SELECTION_SEEDS, order)
     for task in READINGS_TASKS:
-        epochs = task_profiles(task)["quick"].epochs
+        epochs = task_profiles(task)[READINGS_PROFILE].epochs
         print(f"{task}: {VALIDATION[task]} at epoch {epochs} (inf: diverged, None: no result yet)")
         for seed in SELECTION_SEEDS:
             print(f"  seed {seed}: " + ", ".join(f"{m} {rankings[(task, seed)][m]}" for m in order))

@@ -84,7 +84,7 @@ def paired_comparison(
             values = at_lr[at_lr.method == method].set_index("seed")[metric]
             seeds = sorted(set(values.index) & set(reference_values.index))
             rows.append(
-                _paired_row(
+                paired_row(
                     float(lr),
                     str(method),
                     chosen,
@@ -107,7 +107,7 @@ def best_fixed_method(runs: pd.DataFrame, metric: str, higher_is_better: bool) -
     return str(means.idxmax() if higher_is_better else means.idxmin())
 
 
-def _paired_row(
+def paired_row(
     lr: float,
     method: str,
     reference: str,
@@ -116,6 +116,8 @@ def _paired_row(
     theirs: list[float],
     higher_is_better: bool,
 ) -> dict[str, Any]:
+    """One row of COLUMNS: `method` against `reference` over paired values (`ours[i]` and
+    `theirs[i]` share a seed), the verdict from the raw t-test p (`verdict`)."""
     from scipy import stats
 
     differences = [a - b for a, b in zip(ours, theirs, strict=True)]

@@ -15,12 +15,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-READINGS_TASKS = ("cathdet", "face300w", "endovis")  # grid readings_<task> each
+READINGS_TASKS = ("cathdet", "face300w", "endovis")
+READINGS_PROFILE = "quick"
 SELECTION_SEEDS = (0, 1, 2)
 Ranking = tuple[str, int]  # (task, seed)
 # task -> seed -> candidate -> last-epoch validation value (inf: the cell diverged)
 CellValues = dict[str, dict[int, dict[str, float]]]
 DIVERGED = "diverged"  # how a record writes an infinite value: JSON has no infinity
+
+
+def readings_grid(task: str) -> str:
+    """The shipped grid (and MLflow experiment) of `task`'s readings cells."""
+    return f"readings_{task}"
 
 
 @dataclass(frozen=True)

@@ -5,25 +5,37 @@ and Holm's step-down correction worked by hand."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from bench.track.confirmation import (
     TaskRuns,
+    confirmation_cells,
     confirmation_markdown,
     confirmation_table,
     default_changes,
+    usable_run,
 )
+from bench.track.orphans import SUPERSEDED_TAG
 
 
 def p_two_dof(t: float) -> float:
     return 1 - abs(t) / math.sqrt(2 + t * t)
 
 
-def runs(methods: dict[str, tuple[str, list[float]]], metric: str, higher: bool) -> TaskRuns:
+def runs(methods: dict[str, tuple[str, list[float | None]]], metric: str, higher: bool) -> TaskRuns:
+    """Records of one lr; a None value is a cell that diverged (no test metric)."""
     rows = [
-        {"method": m, "schedule": kind, "lr": 1e-3, "seed": seed, "outcome": "finished", metric: v}
+        {
+            "method": m,
+            "schedule": kind,
+            "lr": 1e-3,
+            "seed": seed,
+            "outcome": "finished" if v is not None else "diverged",
+            metric: math.nan if v is None else v,
+        }
         for m, (kind, values) in methods.items()
         for seed, v in enumerate(values)
     ]
@@ -44,7 +56,7 @@ def distance_task() -> TaskRuns:
     )
 
 
-def f1_task(literal: list[float], combined: list[float]) -> TaskRuns:
+def f1_task(literal: list[float | None], combined: list[float | None]) -> TaskRuns:
     # higher is better; sigma20 has the best mean (72 against 60)
     return runs(
         {
@@ -149,3 +161,99 @@ def test_selecting_the_literal_reading_leaves_one_family_and_the_default() -> No
     assert table.t.iloc[0] == pytest.approx(3 * math.sqrt(3))
     assert table.p_holm.iloc[0] == pytest.approx(p_two_dof(3 * math.sqrt(3)))
     assert not default_changes(table)
+
+
+def test_only_the_literal_family_decides_the_default() -> None:
+    # combined beats literal on both tasks (as in the first test) but loses to the best fixed
+    # sigma on cathdet, now sigma25 at 1, 2, 2
+    cathdet = runs(
+        {
+            "sigma25": ("fixed", [1.0, 2.0, 2.0]),
+            "literal": ("adaloss", [9.0, 9.0, 9.0]),
+            "combined": ("adaloss", [4.0, 5.0, 5.0]),
+        },
+        "test_distance",
+        higher=False,
+    )
+    endovis = f1_task(literal=[60.0, 61.0, 62.0], combined=[71.0, 72.0, 76.0])
+    table = confirmation_table({"cathdet": cathdet, "endovis": endovis}, "combined")
+    fixed = table[table.family == "fixed"].set_index("task")
+    # combined - sigma25: 3, 3, 3: zero spread, an infinite t and p = 0 (worse on a distance)
+    assert fixed.loc["cathdet", "p"] == 0.0
+    assert fixed.loc["cathdet", "verdict"] == "worse"
+    assert set(table[table.family == "literal"].verdict) == {"better"}
+    assert default_changes(table)
+
+
+def test_a_seed_where_only_the_selected_reading_diverged_makes_it_worse() -> None:
+    tasks = {
+        "cathdet": distance_task(),
+        # combined diverged at seed 1, where literal finished; the other pairs favour combined
+        "endovis": f1_task(literal=[60.0, 61.0, 62.0], combined=[71.0, None, 76.0]),
+    }
+    table = confirmation_table(tasks, "combined")
+    literal = table[table.family == "literal"].set_index("task")
+    assert literal.loc["endovis", "pairs"] == 2
+    assert literal.loc["endovis", "diverged"] == 1
+    assert literal.loc["endovis", "difference_mean"] == pytest.approx(12.5)  # 11 and 14
+    assert literal.loc["endovis", "verdict"] == "worse"
+    assert literal.loc["cathdet", "diverged"] == 0
+    assert not default_changes(table)
+
+
+def test_a_task_without_a_test_still_counts_in_holm() -> None:
+    # combined diverged at every endovis seed: no pair, no p, but the family still has two tasks
+    tasks = {
+        "cathdet": distance_task(),
+        "endovis": f1_task(literal=[60.0, 61.0, 62.0], combined=[None, None, None]),
+    }
+    table = confirmation_table(tasks, "combined")
+    literal = table[table.family == "literal"].set_index("task")
+    assert literal.loc["endovis", "pairs"] == 0
+    assert math.isnan(literal.loc["endovis", "p"])
+    assert literal.loc["endovis", "p_holm"] == 1.0
+    # cathdet: t = -13 (first test); Holm over m = 2 doubles its p
+    assert literal.loc["cathdet", "p_holm"] == pytest.approx(2 * p_two_dof(-13.0))
+    assert literal.loc["endovis", "verdict"] == "worse"  # 3 seeds diverged, literal finished
+
+
+def run(start: int, status: str = "FINISHED", **tags: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        info=SimpleNamespace(status=status, start_time=start),
+        data=SimpleNamespace(tags=tags, metrics={"test_distance": float(start)}),
+    )
+
+
+def test_usable_run_is_the_newest_finished_one_not_superseded() -> None:
+    old, new = run(1), run(3)
+    assert usable_run([old, new], "test_distance") is new  # whatever the list order
+    assert usable_run([new, old], "test_distance") is new
+    assert usable_run([old, run(5, status="KILLED")], "test_distance") is old
+    assert usable_run([old, run(4, **{SUPERSEDED_TAG: "x"})], "test_distance") is old
+    assert usable_run([run(2, status="FAILED")], "test_distance") is None
+    assert usable_run([], "test_distance") is None
+    # finished without the metric: unusable, unless it diverged (which has no test metric)
+    assert usable_run([run(1)], "test_nme/full") is None
+    diverged = run(1, outcome="diverged")
+    assert usable_run([diverged], "test_nme/full") is diverged
+
+
+def test_confirmation_cells_of_the_shipped_grids() -> None:
+    cells = confirmation_cells("cathdet", "combined")
+    # 4 fixed sigmas of the cathdet grid and 2 readings, 5 seeds, lr 1e-3 only (not 1e-4)
+    assert len(cells) == 30
+    assert {(c.grid, c.method) for c in cells} == {
+        ("cathdet", "sigma5"),
+        ("cathdet", "sigma25"),
+        ("cathdet", "sigma40"),
+        ("cathdet", "sigma60"),
+        ("readings_cathdet", "literal"),
+        ("readings_cathdet", "combined"),
+    }
+    assert {c.lr for c in cells} == {1e-3}
+    assert {c.seed for c in cells} == {0, 1, 2, 3, 4}
+    assert {c.profile for c in cells} == {"quick"}
+    # the literal reading selected: one readings method; faces train at lr 1e-4
+    faces = confirmation_cells("face300w", "literal")
+    assert len(faces) == 20
+    assert {c.lr for c in faces} == {1e-4}
