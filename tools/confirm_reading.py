@@ -40,7 +40,7 @@ from bench.track.selection import (
     score_table,
     select,
 )
-from bench.track.tracking import existing_cell_runs, tracking_uri
+from bench.track.tracking import existing_cell_runs, store_exists, tracking_uri
 
 
 def selected_reading(record: Path) -> str:
@@ -67,6 +67,9 @@ def main() -> None:
         sys.exit(2)
     print(f"selected reading: {selected}")
     uri = tracking_uri(args.tracking_uri)
+    if not store_exists(uri):
+        print(f"Error: no MLflow store at {uri}; name it with --tracking-uri", file=sys.stderr)
+        sys.exit(2)
     tasks: dict[str, TaskRuns] = {}
     missing: list[str] = []
     for task_name in READINGS_TASKS:
