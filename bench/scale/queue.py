@@ -186,9 +186,9 @@ def open_storage(url: str, liveness: Liveness | None = None) -> BaseStorage:
         while True:
             try:
                 return _rdb_storage(url, engine_kwargs, liveness)
-            except sqlalchemy.exc.IntegrityError:
-                # Several processes creating the schema of an empty database at once: all but
-                # one hit duplicate names; the schema exists once the winner is done.
+            except sqlalchemy.exc.DBAPIError as error:
+                if not _lost_schema_race(error):
+                    raise
                 attempts += 1
                 if attempts == SCHEMA_ATTEMPTS:
                     raise
@@ -198,6 +198,19 @@ def open_storage(url: str, liveness: Liveness | None = None) -> BaseStorage:
     except Exception as error:  # SQLAlchemy's connection errors carry several lines
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise QueueError(f"{redact(url)}: cannot open the Optuna storage: {first}") from None
+
+
+def _lost_schema_race(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether `error` comes from several processes creating the schema of an empty database
+    at once; the schema exists once the winner is done, so opening again succeeds.
+
+    Optuna checks each table and type before creating it. A rival whose CREATE is still open
+    makes ours fail on a duplicate system-catalog key (IntegrityError); one that has committed
+    since our check makes it fail on the object itself, an error saying "already exists"
+    (PostgreSQL's DuplicateTable or DuplicateObject for the enum types, SQLite's and MySQL's
+    OperationalError).
+    """
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error.orig)
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], liveness: Liveness) -> RDBStorage:

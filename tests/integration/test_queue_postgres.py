@@ -27,6 +27,9 @@ from queue_support import (
     tails,
     wait_all,
 )
+from schema_race import lose_the_schema_race_once
+
+from bench.scale import queue
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -90,3 +93,15 @@ def test_two_tune_processes_share_one_study(
     assert {run.data.tags["study"] for run in runs} == {"shared"}
     parents = {run.data.tags["mlflow.parentRunId"] for run in runs}
     assert len(parents) == 2  # one parent run per tune process
+
+
+def test_a_tuner_that_loses_the_schema_race_on_postgresql_opens_the_storage(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `bench tune` on a fresh database once failed in CI with DuplicateTable "relation
+    studies already exists": the rival had committed the table after Optuna checked for it."""
+    queue.open_storage(postgres_url)
+    calls = lose_the_schema_race_once(monkeypatch)
+    monkeypatch.setattr(queue.time, "sleep", lambda seconds: None)
+    queue.open_storage(postgres_url)
+    assert calls == ["raced", "checked"]

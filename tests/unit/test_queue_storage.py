@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
+from schema_race import lose_the_schema_race_once
 
 from bench.run.cell import cell_key
 from bench.run.grid import expand_cells, load_grid
@@ -49,6 +50,27 @@ def test_storage_urls_open_the_right_backend(tmp_path: Path) -> None:
         queue.QueueError, match=r"postgresql\+psycopg2://bob:\*\*\*@127\.0\.0\.1:1/x"
     ):
         queue.open_storage("postgresql+psycopg2://bob:secret@127.0.0.1:1/x")
+
+
+def test_a_process_that_loses_the_schema_race_opens_the_storage_on_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    queue.open_storage(url)  # the rival: the schema exists
+    calls = lose_the_schema_race_once(monkeypatch)
+    monkeypatch.setattr(queue.time, "sleep", lambda seconds: None)
+    storage = queue.open_storage(url)
+    assert calls == ["raced", "checked"]
+    assert isinstance(storage, RDBStorage)
+
+
+def test_other_database_errors_are_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "optuna.db").write_text("not a database")
+    monkeypatch.setattr(queue.time, "sleep", lambda seconds: pytest.fail("retried"))
+    with pytest.raises(queue.QueueError, match=r"optuna\.db: cannot open the Optuna storage: "):
+        queue.open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
 
 
 def test_bare_postgresql_urls_use_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
