@@ -16,7 +16,7 @@ def lose_the_schema_race_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def create_all(bind, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("checked" if calls else "raced")
-        return real_create_all(bind, **{**kwargs, "checkfirst": bool(calls[1:])})
+        return real_create_all(bind, **{**kwargs, "checkfirst": len(calls) > 1})
 
     monkeypatch.setattr(models.BaseModel.metadata, "create_all", create_all)
     return calls
