@@ -120,7 +120,7 @@ def smoke_grid(mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) 
         patch.setattr(
             bench.run.trainer, "train_cell", failing_train_cell(bench.run.trainer.train_cell)
         )
-        code, out, err = invoke_run(
-            ["--grid", "cathdet", "--profile", "smoke", "--device", "cpu", "--tracking-uri", uri]
-        )
+        # --jobs 1: the patched trainer exists only in this process
+        args = ["--grid", "cathdet", "--profile", "smoke", "--device", "cpu", "--jobs", "1"]
+        code, out, err = invoke_run([*args, "--tracking-uri", uri])
     return GridRun(uri, code, out, err)

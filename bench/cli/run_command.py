@@ -34,8 +34,9 @@ def _split_list(text: str | None) -> list[str] | None:
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    help="Cells trained at once in separate "
-    "processes (default: one per GPU with several GPUs, else 1).",
+    help="Cells trained at once in separate processes (default: one per GPU with several "
+    "GPUs; on a CPU 2 when it has at least 2 cores, else 1). A cell's numbers depend on its "
+    "threads, which are the cores divided by the processes.",
 )
 @click.option("--force", is_flag=True, help="Rerun cells that already have a FINISHED run.")
 @click.option("--fail-fast", is_flag=True, help="Start no new cell after the first failure.")

@@ -8,6 +8,7 @@ invocations on copies of its store.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,32 @@ def test_jobs_2_trains_cells_in_worker_processes(
         assert run.data.metrics["test_distance"] == pytest.approx(
             twin.data.metrics["test_distance"], rel=1e-3
         )
+
+
+def test_a_single_cell_trains_in_this_process_whatever_jobs(
+    tracking_uri: str, tmp_path: Path
+) -> None:
+    from bench.run.trainer import train_cell
+
+    trained_in: list[int] = []
+
+    def recording(cell, **kwargs):  # a closure: a spawned process could not receive it
+        trained_in.append(os.getpid())
+        return train_cell(cell, **kwargs)
+
+    client = open_store(tracking_uri)
+    options = RunOptions(checkpoint_root=tmp_path / "checkpoints", jobs=2, train_fn=recording)
+    (report,) = run_grid(
+        smoke_cells()[:1],
+        client=client,
+        experiment_id=ensure_experiment(client, tracking_uri, "cathdet"),
+        grid="cathdet",
+        profile="smoke",
+        options=options,
+        command="test",
+    )
+    assert report.outcome == "finished"
+    assert trained_in == [os.getpid()]
 
 
 def test_ctrl_c_marks_the_cell_and_the_parent_killed(tracking_uri: str, tmp_path: Path) -> None:
