@@ -33,6 +33,8 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self.total = total
+        # cells run side by side: a start is numbered by starts, an end by ends
+        self.started = 0
         self.ended = 0
         self.epoch_bars: dict[int, Any] = {}
         self.epochs: dict[int, int] = {}
@@ -57,6 +59,7 @@ class Progress:
             print(text, file=self.stream, flush=True)
 
     def cell_started(self, slot: int, cell: CellConfig, device: str) -> None:
+        self.started += 1
         self.epochs[slot] = cell.epochs
         if self.interactive:
             from tqdm import tqdm
@@ -72,7 +75,7 @@ class Progress:
             )
         else:
             self.note(
-                f"{_clock()} [{self.ended + 1}/{self.total}] start {cell.task} "
+                f"{_clock()} [{self.started}/{self.total}] start {cell.task} "
                 f"{cell_label(cell)} on {device} ({cell.epochs} epochs)"
             )
 
