@@ -49,20 +49,48 @@ def export_command(grid_name: str, out: Path, tracking_uri: str | None) -> None:
 
 @runs.command("import", epilog=EXIT_CODES_HELP)
 @click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--into",
+    "into_grid",
+    help="Import the runs as cells of this grid (a shipped name or a YAML file): a run trained "
+    "with the config of one of its cells, but for the grid and method names (e.g. a readings "
+    "grid's `literal` as the main grid's `adaloss`), becomes that cell; the rest are left out.",
+)
 @tracking_uri_option
-def import_command(folder: Path, tracking_uri: str | None) -> None:
-    """Re-create the runs `bench runs export` wrote in FOLDER as FINISHED cell runs of their grid;
-    a cell whose store already holds that run or a newer FINISHED one is skipped. Every file is
-    checked before anything is written."""
+def import_command(folder: Path, into_grid: str | None, tracking_uri: str | None) -> None:
+    """Re-create the runs `bench runs export` wrote in FOLDER as FINISHED cell runs of their grid
+    (or, with --into, of that grid); a cell whose store already holds that run or a newer
+    FINISHED one is skipped. Every file is checked before anything is written."""
     from bench.cli import inputs
+    from bench.run.grid import load_grid
     from bench.track import archive, tracking
 
     command = shlex.join(["bench", *sys.argv[1:]])
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         archived = archive.read_archive(folder)
+        if into_grid is not None:
+            grid = load_grid(into_grid)
+            archived, left_out = archive.adopt_runs(archived, grid)
+            if not archived:
+                raise BadInput(
+                    f"{folder}: no run trains the config of a cell of grid {grid.name} (its "
+                    "task, data, a method's schedule, a learning rate, the profile's epochs); "
+                    "nothing was imported"
+                )
+            tags = [run.record["tags"] for run in archived]
+            renamed = {
+                f"{t[archive.ADOPTED_FROM_TAG]} as {t['method']}"
+                for t in tags
+                if archive.ADOPTED_FROM_TAG in t
+            }
+            click.echo(
+                f"{grid.name}: {len(archived)} run(s) of {folder} are cells of it"
+                + (f" ({', '.join(sorted(renamed))})" if renamed else "")
+                + f"; {len(left_out)} are not and were left out"
+            )
         summary = archive.import_runs(tracking.open_store(uri), uri, archived, command)
-    except ValueError as error:  # ArchiveError and the checks of bench.cli.inputs
+    except ValueError as error:  # ArchiveError, GridError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
     for experiment, keys in summary.imported.items():
         skipped = len(summary.skipped[experiment])

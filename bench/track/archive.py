@@ -15,6 +15,7 @@ shows a re-exported run as a diff, and exporting the same runs again changes not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tempfile
@@ -23,15 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.run.cell import CellConfig, cell_key
 from bench.track.orphans import HEARTBEAT_TAG, OWNER_TAG, owner_tags
 from bench.track.tracking import METRICS_PER_BATCH, ROLE_TAG, cell_runs, ensure_experiment
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from bench.run.grid import Grid
+
 ARCHIVE_FORMAT = 1
 TEXT_ARTIFACTS = ("config.json", "per_landmark.csv")
 SOURCE_RUN_TAG = "bench.source_run"  # the id of the run an imported run was exported from
+# `<grid>/<method>` an adopted run was trained as (`adopt_runs`)
+ADOPTED_FROM_TAG = "bench.adopted_from"
 RUN_NAME_TAG = "mlflow.runName"  # MLflow's copy of the run name; create_run sets it from the name
 # tags that describe the process or store a run lived in, not the cell's result
 LOCAL_TAGS = frozenset({"mlflow.parentRunId", OWNER_TAG, HEARTBEAT_TAG})
@@ -168,6 +174,94 @@ def read_archive(folder: Path) -> list[ArchivedRun]:
             f"{folder}: no *.json run files; give the folder `bench runs export` wrote"
         )
     return [ArchivedRun(path, _checked(path)) for path in paths]
+
+
+def adopt_runs(
+    archived: Sequence[ArchivedRun], grid: Grid
+) -> tuple[list[ArchivedRun], list[ArchivedRun]]:
+    """`archived` as cells of `grid`: (adopted, left out).
+
+    A run is adopted when its `config.json` is, but for the grid and method names, the config
+    of a cell that `bench run --grid <grid>` trains at the run's profile and seed (one of the
+    grid's methods and learning rates, the profile's epochs): training depends on nothing else,
+    so that cell's run would be this one. Its experiment, tags `grid`, `method`, `cell_key`,
+    run name, params and `config.json` become that cell's, and tag ADOPTED_FROM_TAG keeps
+    `<grid>/<method>` it was trained as. Runs of `grid` itself pass unchanged; the others are
+    left out. Raises ArchiveError on a run without a readable config.json, or one that matches
+    two methods of `grid`.
+    """
+    from bench.run.grid import GridError, expand_cells
+
+    adopted, left_out = [], []
+    for run in archived:
+        trained = _trained_cell(run)
+        try:
+            candidates = expand_cells(
+                grid, trained.profile, seeds=range(trained.seed, trained.seed + 1)
+            )
+        except GridError:  # a profile the grid cannot expand: no cell of it trains this run
+            left_out.append(run)
+            continue
+        same = [
+            cell
+            for cell in candidates
+            if dataclasses.replace(cell, grid=trained.grid, method=trained.method) == trained
+        ]
+        if len(same) > 1:
+            labels = " and ".join(cell.method for cell in same)
+            raise ArchiveError(
+                f"{run.path}: trains the same config as methods {labels} of {grid.path}; "
+                "give each method of the grid its own schedule"
+            )
+        if not same:
+            left_out.append(run)
+        elif same[0] == trained:
+            adopted.append(run)
+        else:
+            adopted.append(ArchivedRun(run.path, _relabelled(run.record, same[0])))
+    return adopted, left_out
+
+
+def _trained_cell(run: ArchivedRun) -> CellConfig:
+    """The CellConfig of the run's `config.json` (its key and device dropped)."""
+    text = run.record["artifacts"].get("config.json")
+    try:
+        config = json.loads(text) if text is not None else None
+        if not isinstance(config, dict) or not isinstance(config.get("device"), str):
+            raise ValueError("not a JSON object with a device")
+        config = {k: v for k, v in config.items() if k not in ("cell_key", "device")}
+        return CellConfig.from_dict(config)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ArchiveError(
+            f"{run.path}: artifacts.config.json is missing or not a cell config ({error}); "
+            "export the run again with this version"
+        ) from None
+
+
+def _relabelled(record: Mapping[str, Any], cell: CellConfig) -> dict[str, Any]:
+    """`record` as the run of `cell`, naming the grid and method it was trained as."""
+    from bench.track.tracking import cell_config_text, cell_run_name
+
+    trained = json.loads(record["artifacts"]["config.json"])
+    name = cell_run_name(cell)
+    return {
+        **record,
+        "experiment": cell.grid,
+        "run_name": name,
+        "tags": {
+            **record["tags"],
+            "grid": cell.grid,
+            "method": cell.method,
+            "cell_key": cell_key(cell),
+            RUN_NAME_TAG: name,
+            ADOPTED_FROM_TAG: f"{trained['grid']}/{trained['method']}",
+        },
+        "params": {**record["params"], **cell.to_params()},
+        "artifacts": {
+            **record["artifacts"],
+            "config.json": cell_config_text(cell, trained["device"]),
+        },
+    }
 
 
 def import_runs(

@@ -235,6 +235,15 @@ def cell_state_text(runs: Sequence[Any], checkpoint_epoch: int | None) -> str:
     return status
 
 
+def cell_run_name(cell: CellConfig) -> str:
+    return f"{cell.method}-lr{cell.lr:g}-s{cell.seed}"
+
+
+def cell_config_text(cell: CellConfig, device: str) -> str:
+    """The cell run's `config.json`: its key, the device it trained on and its full config."""
+    return json.dumps({"cell_key": cell_key(cell), "device": device, **cell.to_dict()}, indent=2)
+
+
 @dataclass
 class GridTracker:
     """The parent process's handle on one `bench run` invocation's runs."""
@@ -296,14 +305,11 @@ class GridTracker:
         }
         if cell.task_options:
             tags[TASK_OPTIONS_TAG] = json.dumps(cell.task_options, sort_keys=True)
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"{cell.method}-lr{cell.lr:g}-s{cell.seed}", tags=tags
-        )
+        run = self.client.create_run(self.experiment_id, run_name=cell_run_name(cell), tags=tags)
         run_id = str(run.info.run_id)
         params = [Param(name, value) for name, value in cell.to_params().items()]
         self.client.log_batch(run_id, params=params)
-        config = {"cell_key": key, "device": device, **cell.to_dict()}
-        self.client.log_text(run_id, json.dumps(config, indent=2), "config.json")
+        self.client.log_text(run_id, cell_config_text(cell, device), "config.json")
         mark_superseded(self.client, self.interrupted.pop(key, []), run_id)
         return run_id
 

@@ -60,6 +60,16 @@ def report_tables(uri: str) -> list[str]:
     return [line for line in lines if not line.startswith("Store `")]
 
 
+def dry_run_rows(grid: str, uri: str) -> list[list[str]]:
+    """`bench run --grid GRID --profile smoke --dry-run`'s table rows, split into columns."""
+    code, out, err = bench(
+        "run", "--grid", grid, *("--profile", "smoke", "--device", "cpu"), "--dry-run",
+        "--tracking-uri", uri,
+    )  # fmt: skip
+    assert code == 0, err
+    return [line.split() for line in out.strip().splitlines()[1:]]
+
+
 @pytest.fixture
 def exported(smoke_grid: Any, tmp_path: Path) -> Path:
     folder = tmp_path / "runs"
@@ -132,21 +142,8 @@ def test_imported_cells_are_done_for_bench_run_and_a_second_import_adds_nothing(
     exported: Path, tracking_uri: str, tmp_path: Path
 ) -> None:
     assert bench("runs", "import", str(exported), "--tracking-uri", tracking_uri)[0] == 0
-    code, out, err = bench(
-        "run",
-        "--grid",
-        "cathdet",
-        "--profile",
-        "smoke",
-        "--device",
-        "cpu",
-        "--dry-run",
-        "--tracking-uri",
-        tracking_uri,
-    )
-    assert code == 0, err
-    statuses = [line.split()[-1] for line in out.strip().splitlines()[1:]]
-    assert statuses.count("done") == 9 and statuses.count("pending") == 1, out
+    statuses = [row[-1] for row in dry_run_rows("cathdet", tracking_uri)]
+    assert statuses.count("done") == 9 and statuses.count("pending") == 1, statuses
     code, out, _ = bench("runs", "import", str(exported), "--tracking-uri", tracking_uri)
     assert code == 0
     assert out.strip() == "cathdet: imported 0 cell run(s), skipped 9 already finished"
@@ -236,3 +233,93 @@ def test_missing_folder_and_unknown_grid_are_one_line(tmp_path: Path, tracking_u
     )
     assert code == 2 and "no store there" in err
     assert not absent.exists() and not (tmp_path / "o").exists()
+
+
+# the smoke grid's methods under other labels (and one cell it never trained), as a user's grid
+RELABELLED_GRID = """\
+task: cathdet
+sigma_ref: 256
+lrs: [1.0e-3, 1.0e-4]
+seeds: 1
+methods:
+  narrow: {schedule: fixed, sigma: 5}
+  wide: {schedule: fixed, sigma: 60}
+  paper_rule: {schedule: adaloss, window: 3, rho: 0.9, restrict: true}
+  untrained: {schedule: fixed, sigma: 12}
+"""
+
+
+def test_import_into_another_grid_adopts_the_runs_that_train_its_cells(
+    smoke_grid: Any, exported: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    grid = tmp_path / "relabelled.yaml"
+    grid.write_text(RELABELLED_GRID)
+    code, out, err = bench(
+        "runs", "import", str(exported), "--into", str(grid), "--tracking-uri", tracking_uri
+    )
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"relabelled: 6 run(s) of {exported} are cells of it (cathdet/adaloss as paper_rule, "
+        "cathdet/sigma5 as narrow, cathdet/sigma60 as wide); 3 are not and were left out",
+        "relabelled: imported 6 cell run(s), skipped 0 already finished",
+    ]
+    rows = dry_run_rows(str(grid), tracking_uri)
+    assert sorted((row[2], row[-1]) for row in rows) == sorted(
+        [(m, "done") for m in ("narrow", "wide", "paper_rule") for _ in range(2)]
+        + [("untrained", "pending")] * 2
+    )
+    # an adopted run carries the original's measurements
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("relabelled")
+    adopted = client.search_runs([experiment.experiment_id], "tags.method = 'wide'")
+    original = finished_cells(smoke_grid.uri)
+    for run in adopted:
+        source = next(
+            r for r in original.values() if r.info.run_id == run.data.tags[SOURCE_RUN_TAG]
+        )
+        assert source.data.tags["method"] == "sigma60"
+        assert history(tracking_uri, run) == history(smoke_grid.uri, source)
+
+
+def test_an_adopted_run_is_what_training_the_cell_there_gives(
+    smoke_grid: Any, exported: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    """The premise of adoption: a cell's training depends on its config, not on the grid's or
+    the method's name. Training the adopted cell again in its new grid gives the same values."""
+    grid = tmp_path / "relabelled.yaml"
+    grid.write_text(RELABELLED_GRID)
+    args = ["--into", str(grid), "--tracking-uri", tracking_uri]
+    assert bench("runs", "import", str(exported), *args)[0] == 0
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("relabelled")
+    (adopted,) = client.search_runs(
+        [experiment.experiment_id], "tags.method = 'paper_rule' and tags.lr = '0.001'"
+    )
+    code, _, err = bench(
+        "run",
+        "--grid",
+        str(grid),
+        "--profile",
+        "smoke",
+        "--device",
+        "cpu",
+        "--jobs",
+        "1",
+        "--methods",
+        "paper_rule",
+        "--lrs",
+        "1e-3",
+        "--force",
+        "--tracking-uri",
+        tracking_uri,
+    )
+    assert code == 0, err
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.method = 'paper_rule' and tags.lr = '0.001'"
+    )
+    (trained,) = [run for run in runs if run.info.run_id != adopted.info.run_id]
+    assert trained.data.tags["cell_key"] == adopted.data.tags["cell_key"]
+    for key in ("train_loss", "val_distance", "sigma_mean", "test_distance"):
+        values = [m.value for m in client.get_metric_history(adopted.info.run_id, key)]
+        assert values, key
+        assert [m.value for m in client.get_metric_history(trained.info.run_id, key)] == values

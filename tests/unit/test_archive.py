@@ -3,6 +3,7 @@ tests/integration/test_runs_archive.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,10 +12,15 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from bench.run.cell import cell_key
+from bench.run.grid import expand_cells, load_grid
 from bench.track.archive import (
+    ADOPTED_FROM_TAG,
     SOURCE_RUN_TAG,
+    ArchivedRun,
     ArchiveError,
     _dumps,
+    adopt_runs,
     import_runs,
     read_archive,
 )
@@ -202,3 +208,94 @@ def test_an_interrupted_import_leaves_nothing(
         import_runs(client, tracking_uri, read_archive(write(tmp_path, record())), "c")
     experiment = client.get_experiment_by_name("g").experiment_id
     assert client.search_runs([experiment]) == []
+
+
+def trained_as(grid: str, method: str, seed: int = 2, **changes: Any) -> ArchivedRun:
+    """A run file of the shipped `grid`'s `method` at the smoke profile, as the tracker writes
+    its tags, params and config.json (CellConfig fields in `changes` replace the grid's)."""
+    (cell,) = expand_cells(load_grid(grid), "smoke", range(seed, seed + 1), [method], [1e-3])
+    cell = dataclasses.replace(cell, **changes)
+    config = {"cell_key": f"key-{method}", "device": "cpu", **cell.to_dict()}
+    tags = {
+        "cell_key": f"key-{method}",
+        "grid": grid,
+        "task": cell.task,
+        "method": method,
+        "lr": "0.001",
+        "seed": str(seed),
+        "profile": "smoke",
+        "device": "cpu",
+        "outcome": "finished",
+        "mlflow.runName": f"{method}-lr0.001-s{seed}",
+    }
+    artifacts = {"config.json": json.dumps(config, indent=2), "per_landmark.csv": CSV}
+    item = record(
+        f"key-{method}", experiment=grid, tags=tags, params=cell.to_params(), artifacts=artifacts
+    )
+    return ArchivedRun(Path(f"{grid}/key-{method}.json"), item)
+
+
+def test_a_readings_run_becomes_the_main_grid_cell_that_trains_the_same_config() -> None:
+    literal = trained_as("readings_cathdet", "literal")
+    (adopted,), left_out = adopt_runs([literal], load_grid("cathdet"))
+    assert left_out == []
+    # the cell `bench run --grid cathdet --profile smoke --seeds 2-2` trains as `adaloss`
+    (target,) = expand_cells(load_grid("cathdet"), "smoke", range(2, 3), ["adaloss"], [1e-3])
+    assert adopted.record["experiment"] == "cathdet"
+    assert adopted.record["run_name"] == "adaloss-lr0.001-s2"
+    tags = adopted.record["tags"]
+    assert tags["mlflow.runName"] == "adaloss-lr0.001-s2"
+    assert (tags["grid"], tags["method"], tags["cell_key"]) == (
+        "cathdet",
+        "adaloss",
+        cell_key(target),
+    )
+    assert tags[ADOPTED_FROM_TAG] == "readings_cathdet/literal"
+    assert adopted.record["params"]["grid"] == "cathdet"
+    assert adopted.record["params"]["method"] == "adaloss"
+    config = json.loads(adopted.record["artifacts"]["config.json"])
+    assert config == {"cell_key": cell_key(target), "device": "cpu", **target.to_dict()}
+    # what the run measured travels untouched
+    for field in ("metrics", "datasets", "source_run", "start_time", "end_time"):
+        assert adopted.record[field] == literal.record[field]
+    assert adopted.record["artifacts"]["per_landmark.csv"] == CSV
+    # the path stays the file's, for error messages
+    assert adopted.path == literal.path
+
+
+def test_runs_that_no_cell_of_the_grid_trains_are_left_out() -> None:
+    other_reading = trained_as("readings_cathdet", "iteration_variance")
+    other_epochs = trained_as("readings_cathdet", "literal", epochs=7)
+    other_lr = trained_as("readings_cathdet", "literal", lr=3e-3)
+    other_task = trained_as("readings_endovis", "literal")
+    runs = [other_reading, other_epochs, other_lr, other_task]
+    adopted, left_out = adopt_runs(runs, load_grid("cathdet"))
+    assert adopted == [] and left_out == runs
+
+
+def test_a_run_of_the_grid_itself_passes_unchanged() -> None:
+    own = trained_as("cathdet", "sigma40")
+    assert adopt_runs([own], load_grid("cathdet")) == ([own], [])
+
+
+def test_a_run_two_methods_of_the_grid_would_train_is_refused(tmp_path: Path) -> None:
+    grid = tmp_path / "twins.yaml"
+    grid.write_text(
+        "task: cathdet\nsigma_ref: 256\nlrs: [1.0e-3]\nseeds: 1\nmethods:\n"
+        "  first: {schedule: adaloss}\n  second: {schedule: adaloss}\n"
+    )
+    with pytest.raises(ArchiveError, match="same config as methods first and second"):
+        adopt_runs([trained_as("readings_cathdet", "literal")], load_grid(str(grid)))
+
+
+@pytest.mark.parametrize(
+    "config", [None, "{not json", "[]", json.dumps({"device": "cpu", "grid": "g"})]
+)
+def test_a_run_without_a_cell_config_is_one_line_naming_the_file(config: str | None) -> None:
+    run = trained_as("readings_cathdet", "literal")
+    artifacts = {"per_landmark.csv": CSV} | ({} if config is None else {"config.json": config})
+    broken = ArchivedRun(run.path, {**run.record, "artifacts": artifacts})
+    with pytest.raises(ArchiveError) as error:
+        adopt_runs([broken], load_grid("cathdet"))
+    text = str(error.value)
+    assert text.startswith(f"{run.path}: artifacts.config.json") and "\n" not in text
