@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from bench.run.cell import CellConfig, cell_key
 from bench.track.orphans import HEARTBEAT_TAG, OWNER_TAG, owner_tags
-from bench.track.tracking import METRICS_PER_BATCH, ROLE_TAG, cell_runs, ensure_experiment
+from bench.track.tracking import (
+    METRICS_PER_BATCH,
+    ROLE_TAG,
+    cell_config_text,
+    cell_run_name,
+    cell_runs,
+    ensure_experiment,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -194,7 +201,7 @@ def adopt_runs(
 
     adopted, left_out = [], []
     for run in archived:
-        trained = _trained_cell(run)
+        trained, device = _trained_cell(run)
         try:
             candidates = expand_cells(
                 grid, trained.profile, seeds=range(trained.seed, trained.seed + 1)
@@ -218,19 +225,20 @@ def adopt_runs(
         elif same[0] == trained:
             adopted.append(run)
         else:
-            adopted.append(ArchivedRun(run.path, _relabelled(run.record, same[0])))
+            adopted.append(ArchivedRun(run.path, _relabelled(run.record, trained, same[0], device)))
     return adopted, left_out
 
 
-def _trained_cell(run: ArchivedRun) -> CellConfig:
-    """The CellConfig of the run's `config.json` (its key and device dropped)."""
+def _trained_cell(run: ArchivedRun) -> tuple[CellConfig, str]:
+    """The CellConfig of the run's `config.json`, and the device it names."""
     text = run.record["artifacts"].get("config.json")
     try:
         config = json.loads(text) if text is not None else None
         if not isinstance(config, dict) or not isinstance(config.get("device"), str):
             raise ValueError("not a JSON object with a device")
+        device = config["device"]
         config = {k: v for k, v in config.items() if k not in ("cell_key", "device")}
-        return CellConfig.from_dict(config)
+        return CellConfig.from_dict(config), device
     except (ValueError, TypeError, KeyError) as error:
         raise ArchiveError(
             f"{run.path}: artifacts.config.json is missing or not a cell config ({error}); "
@@ -238,11 +246,10 @@ def _trained_cell(run: ArchivedRun) -> CellConfig:
         ) from None
 
 
-def _relabelled(record: Mapping[str, Any], cell: CellConfig) -> dict[str, Any]:
-    """`record` as the run of `cell`, naming the grid and method it was trained as."""
-    from bench.track.tracking import cell_config_text, cell_run_name
-
-    trained = json.loads(record["artifacts"]["config.json"])
+def _relabelled(
+    record: Mapping[str, Any], trained: CellConfig, cell: CellConfig, device: str
+) -> dict[str, Any]:
+    """`record`, the run of `trained` on `device`, as the run of `cell`."""
     name = cell_run_name(cell)
     return {
         **record,
@@ -254,13 +261,10 @@ def _relabelled(record: Mapping[str, Any], cell: CellConfig) -> dict[str, Any]:
             "method": cell.method,
             "cell_key": cell_key(cell),
             RUN_NAME_TAG: name,
-            ADOPTED_FROM_TAG: f"{trained['grid']}/{trained['method']}",
+            ADOPTED_FROM_TAG: f"{trained.grid}/{trained.method}",
         },
         "params": {**record["params"], **cell.to_params()},
-        "artifacts": {
-            **record["artifacts"],
-            "config.json": cell_config_text(cell, trained["device"]),
-        },
+        "artifacts": {**record["artifacts"], "config.json": cell_config_text(cell, device)},
     }
 
 

@@ -323,3 +323,19 @@ def test_an_adopted_run_is_what_training_the_cell_there_gives(
         values = [m.value for m in client.get_metric_history(adopted.info.run_id, key)]
         assert values, key
         assert [m.value for m in client.get_metric_history(trained.info.run_id, key)] == values
+
+
+def test_import_into_a_grid_none_of_the_runs_trains_is_one_line(
+    exported: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store" / "mlflow.db"
+    store.parent.mkdir()
+    args = ["--into", "endovis", "--tracking-uri", f"sqlite:///{store}"]
+    code, _, err = bench("runs", "import", str(exported), *args)
+    assert code == 2
+    line = err.strip()
+    assert line == (
+        f"Error: {exported}: no run trains the config of a cell of grid endovis (its task, data, "
+        "a method's schedule, a learning rate, the profile's epochs); nothing was imported"
+    )
+    assert not store.exists()
