@@ -124,8 +124,8 @@ def run(
         data_root=data_root,
     )
     click.echo(
-        f"grid {grid.name}: {len(cells)} cells ({grid.task}, profile {profile}, device {device}, "
-        f"{options.jobs} job(s)); tracking in {uri}",
+        f"grid {grid.name}: {len(cells)} cells ({grid.task}, profile {profile}, "
+        f"{_seeds_label(cells)}, device {device}, {options.jobs} job(s)); tracking in {uri}",
         err=True,
     )
     try:
@@ -157,6 +157,12 @@ def run(
         err=True,
     )
     cli_options.exit_if_cells_failed(reports)
+
+
+def _seeds_label(cells: list[CellConfig]) -> str:
+    """`seed 2` or `seeds 0-4`: `--seeds 2` means seeds 0 and 1, and the first line says so."""
+    seeds = sorted({cell.seed for cell in cells})
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
 
 
 def _enqueue(

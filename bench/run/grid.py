@@ -186,6 +186,10 @@ def expand_cells(
     if profile not in PROFILES:
         raise GridError(f"{where}: unknown profile {profile!r}{_suggest(profile, PROFILES)}")
     labels = list(grid.methods) if methods is None else list(methods)
+    if not labels:
+        raise GridError(
+            f"{where}: --methods names no method; give one or more of {', '.join(grid.methods)}"
+        )
     for label in labels:
         if label not in grid.methods:
             raise GridError(

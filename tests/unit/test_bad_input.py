@@ -290,6 +290,7 @@ CASES = [
     Case("cuda index", ("run", "--grid", "cathdet", "--device", "cuda:7"), "--device cuda:7"),
     Case("device tpu", ("run", "--grid", "cathdet", "--device", "tpu"), "--device tpu"),
     Case("unknown method", (*RUN, "--methods", "sigma41"), "--methods: no method 'sigma41'"),
+    Case("no method named", (*RUN, "--methods", " , "), "--methods names no method; give one"),
     Case("bad lrs", (*RUN, "--lrs", "1e-3,fast"), "--lrs"),
     Case("seeds backwards", (*RUN, "--seeds", "3-1"), "--seeds"),
     Case("tracking scheme", (*RUN, "--tracking-uri", "foo://bar"), "--tracking-uri foo://bar"),

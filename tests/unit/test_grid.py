@@ -126,6 +126,8 @@ def test_command_line_narrowing(tmp_path: Path) -> None:
     ]
     with pytest.raises(GridError, match=r"--methods: no method 'adaa'.*did you mean 'ada'"):
         expand_cells(grid, "quick", methods=["adaa"])
+    with pytest.raises(GridError, match=r"--methods names no method; give one or more of narrow, "):
+        expand_cells(grid, "quick", methods=[])
     with pytest.raises(GridError, match=r"--lrs: learning rate -0.1 must be a positive"):
         expand_cells(grid, "quick", lrs=[-0.1])
     assert parse_lrs("1e-3, 2e-4") == [1e-3, 2e-4]
