@@ -254,6 +254,9 @@ class SigmaSchedule(ABC):
 
 VARIANCE_READINGS = ("epoch_means", "iteration_losses")
 LOSS_SCALES = ("raw", "relative")
+# The selected reading's step bound in heatmap pixels at the paper's 256 px (docs/RESULTS.md,
+# "The confirmation"): what `Adaloss()` adds to the literal rule.
+DEFAULT_MAX_STEP = 4.0
 
 
 class Adaloss(SigmaSchedule):
@@ -269,10 +272,16 @@ class Adaloss(SigmaSchedule):
     num_landmarks: K. sigma0: the starting (and largest) width, a float or (K,), in heatmap
     pixels (docs/design.md's default is a quarter of the heatmap's side; the caller computes it).
     window: w >= 2. rho: the step scale, > 0. sigma_min: the floor, > 0 and <= sigma0.
-    max_step: None (paper-literal) or the largest |D_t|. restrict: forbid growth unless the
-    loss rose too (the paper's non-increasing rule).
+    max_step: the largest |D_t|, or None for unbounded steps (the paper-literal rule).
+    restrict: forbid growth unless the loss rose too (the paper's non-increasing rule).
 
-    The readings the paper leaves open (defaults: the literal reading, `Adaloss.paper`):
+    Lengths are heatmap pixels, and the defaults are the paper's values for its 256 x 256
+    heatmaps (rho 0.9) plus the step bound the pre-registered comparison of readings selected
+    (docs/RESULTS.md): max_step 4, a sixteenth of the default sigma0 there. With heatmaps of side
+    S, scale rho and max_step by S / 256 to run the same rule (at 64 px: rho 0.225, max_step 1).
+    `Adaloss.paper` is the literal rule, unbounded steps.
+
+    The readings the paper leaves open (defaults: the paper's reading of each):
     variance_of: "epoch_means" (V_t over the last w mean losses) or "iteration_losses" (V_t is
         the population variance of every per-iteration loss of the last w steps: `step` then
         takes the step's (n, K) per-iteration losses, and L_t is their mean).
@@ -283,9 +292,8 @@ class Adaloss(SigmaSchedule):
         V and D wait w and w+1 new steps, as at the start.
 
     The literal rule's step is unbounded, and when the loss falls steeply in the first epochs,
-    V_{t-1} / V_t is large enough to take sigma to sigma_min in one step: docs/RESULTS.md's
-    ablation measures this, and that a bound such as one heatmap pixel per step
-    (`max_step=1.0`) avoids it.
+    V_{t-1} / V_t is large enough to take sigma to sigma_min in one step; the default bound
+    avoids that (docs/RESULTS.md measures both).
     """
 
     kind = "adaloss"
@@ -303,7 +311,7 @@ class Adaloss(SigmaSchedule):
         window: int = 3,
         rho: float = 0.9,
         sigma_min: float = 1.0,
-        max_step: float | None = None,
+        max_step: float | None = DEFAULT_MAX_STEP,
         restrict: bool = True,
         variance_of: str = "epoch_means",
         loss_scale: str = "raw",
@@ -340,7 +348,7 @@ class Adaloss(SigmaSchedule):
                 f"Adaloss.paper fixes the rule; it takes only {', '.join(sorted(allowed))}, "
                 f"not {', '.join(unknown)} (use Adaloss(...) for a variant)"
             )
-        return cls(num_landmarks, sigma0, **options)
+        return cls(num_landmarks, sigma0, max_step=None, **options)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -54,7 +54,8 @@ def export_command(grid_name: str, out: Path, tracking_uri: str | None) -> None:
     "into_grid",
     help="Import the runs as cells of this grid (a shipped name or a YAML file): a run trained "
     "with the config of one of its cells, but for the grid and method names (e.g. a readings "
-    "grid's `literal` as the main grid's `adaloss`), becomes that cell; the rest are left out.",
+    "grid's `step_limited` as the main grid's `adaloss`), becomes that cell; the rest are left "
+    "out.",
 )
 @tracking_uri_option
 def import_command(folder: Path, into_grid: str | None, tracking_uri: str | None) -> None:

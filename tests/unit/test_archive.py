@@ -236,8 +236,9 @@ def trained_as(grid: str, method: str, seed: int = 2, **changes: Any) -> Archive
 
 
 def test_a_readings_run_becomes_the_main_grid_cell_that_trains_the_same_config() -> None:
-    literal = trained_as("readings_cathdet", "literal")
-    (adopted,), left_out = adopt_runs([literal], load_grid("cathdet"))
+    # the cathdet grid's `adaloss` spells the readings grid's `step_limited` (max_step 4)
+    step_limited = trained_as("readings_cathdet", "step_limited")
+    (adopted,), left_out = adopt_runs([step_limited], load_grid("cathdet"))
     assert left_out == []
     # the cell `bench run --grid cathdet --profile smoke --seeds 2-2` trains as `adaloss`
     (target,) = expand_cells(load_grid("cathdet"), "smoke", range(2, 3), ["adaloss"], [1e-3])
@@ -250,25 +251,26 @@ def test_a_readings_run_becomes_the_main_grid_cell_that_trains_the_same_config()
         "adaloss",
         cell_key(target),
     )
-    assert tags[ADOPTED_FROM_TAG] == "readings_cathdet/literal"
+    assert tags[ADOPTED_FROM_TAG] == "readings_cathdet/step_limited"
     assert adopted.record["params"]["grid"] == "cathdet"
     assert adopted.record["params"]["method"] == "adaloss"
     config = json.loads(adopted.record["artifacts"]["config.json"])
     assert config == {"cell_key": cell_key(target), "device": "cpu", **target.to_dict()}
     # what the run measured travels untouched
     for field in ("metrics", "datasets", "source_run", "start_time", "end_time"):
-        assert adopted.record[field] == literal.record[field]
+        assert adopted.record[field] == step_limited.record[field]
     assert adopted.record["artifacts"]["per_landmark.csv"] == CSV
     # the path stays the file's, for error messages
-    assert adopted.path == literal.path
+    assert adopted.path == step_limited.path
 
 
 def test_runs_that_no_cell_of_the_grid_trains_are_left_out() -> None:
     other_reading = trained_as("readings_cathdet", "iteration_variance")
-    other_epochs = trained_as("readings_cathdet", "literal", epochs=7)
-    other_lr = trained_as("readings_cathdet", "literal", lr=3e-3)
-    other_task = trained_as("readings_endovis", "literal")
-    runs = [other_reading, other_epochs, other_lr, other_task]
+    unbounded = trained_as("readings_cathdet", "literal")
+    other_epochs = trained_as("readings_cathdet", "step_limited", epochs=7)
+    other_lr = trained_as("readings_cathdet", "step_limited", lr=3e-3)
+    other_task = trained_as("readings_endovis", "step_limited")
+    runs = [other_reading, unbounded, other_epochs, other_lr, other_task]
     adopted, left_out = adopt_runs(runs, load_grid("cathdet"))
     assert adopted == [] and left_out == runs
 

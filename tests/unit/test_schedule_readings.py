@@ -188,7 +188,11 @@ def test_paper_constructor_is_the_literal_rule() -> None:
     paper = Adaloss.paper(2, 16.0)
     default = Adaloss(2, 16.0).config()
     assert torch.equal(paper.config().pop("sigma0"), default.pop("sigma0"))
-    assert {k: v for k, v in paper.config().items() if k != "sigma0"} == default
+    # the default is the selected reading: the literal rule with a bounded step
+    assert {k: v for k, v in paper.config().items() if k != "sigma0"} == default | {
+        "max_step": None
+    }
+    assert default["max_step"] == 4.0
     assert (paper.window, paper.rho, paper.max_step, paper.restrict) == (3, 0.9, None, True)
     assert (paper.variance_of, paper.loss_scale, paper.reset_on_change) == (
         "epoch_means",
@@ -198,6 +202,17 @@ def test_paper_constructor_is_the_literal_rule() -> None:
     assert Adaloss.paper(1, 4.0, sigma_min=0.5).sigma_min == 0.5
     with pytest.raises(ValueError, match="max_step"):
         Adaloss.paper(1, 4.0, max_step=1.0)
+
+
+def test_the_default_bounds_the_step_that_takes_the_literal_rule_to_its_floor() -> None:
+    # L = 10, 1, 1, 1.3 with w = 3: V_3 = var(10, 1, 1) = 18, V_4 = var(1, 1, 1.3) = 0.02, so
+    # D_4 = 0.9 * (1 - 18 / 0.02) = -809.1: the literal rule lands on the floor (64 -> 1),
+    # the default moves 4 px (64 -> 60)
+    paper, default = Adaloss.paper(1, 64.0), Adaloss(1, 64.0)
+    for loss in (10.0, 1.0, 1.0):
+        assert paper.step([loss]).item() == default.step([loss]).item() == 64.0
+    assert paper.step([1.3]).item() == 1.0
+    assert default.step([1.3]).item() == pytest.approx(60.0)
 
 
 @pytest.mark.parametrize(("option", "value"), [("variance_of", "epochs"), ("loss_scale", "log")])

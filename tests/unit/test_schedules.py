@@ -182,7 +182,9 @@ def test_step_is_rho_times_one_minus_variance_ratio(
     losses: list[list[float]], window: int, rho: float, restrict: bool
 ) -> None:
     table = np.array(losses)
-    schedule = Adaloss(3, 10.0, window=window, rho=rho, sigma_min=0.1, restrict=restrict)
+    schedule = Adaloss(
+        3, 10.0, window=window, rho=rho, sigma_min=0.1, max_step=None, restrict=restrict
+    )
     sigma = np.concatenate([np.full((1, 3), 10.0), run(schedule, losses)])
     delta = history_array(schedule.history, "delta")
     variance = numpy_variances(table, window)
