@@ -244,7 +244,7 @@ seeds: 1
 methods:
   narrow: {schedule: fixed, sigma: 5}
   wide: {schedule: fixed, sigma: 60}
-  paper_rule: {schedule: adaloss, window: 3, rho: 0.9, restrict: true}
+  bounded_rule: {schedule: adaloss, window: 3, rho: 0.9, restrict: true, max_step: 4}
   untrained: {schedule: fixed, sigma: 12}
 """
 
@@ -259,13 +259,13 @@ def test_import_into_another_grid_adopts_the_runs_that_train_its_cells(
     )
     assert code == 0, err
     assert out.splitlines() == [
-        f"relabelled: 6 run(s) of {exported} are cells of it (cathdet/adaloss as paper_rule, "
+        f"relabelled: 6 run(s) of {exported} are cells of it (cathdet/adaloss as bounded_rule, "
         "cathdet/sigma5 as narrow, cathdet/sigma60 as wide); 3 are not and were left out",
         "relabelled: imported 6 cell run(s), skipped 0 already finished",
     ]
     rows = dry_run_rows(str(grid), tracking_uri)
     assert sorted((row[2], row[-1]) for row in rows) == sorted(
-        [(m, "done") for m in ("narrow", "wide", "paper_rule") for _ in range(2)]
+        [(m, "done") for m in ("narrow", "wide", "bounded_rule") for _ in range(2)]
         + [("untrained", "pending")] * 2
     )
     # an adopted run carries the original's measurements
@@ -293,7 +293,7 @@ def test_an_adopted_run_is_what_training_the_cell_there_gives(
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("relabelled")
     (adopted,) = client.search_runs(
-        [experiment.experiment_id], "tags.method = 'paper_rule' and tags.lr = '0.001'"
+        [experiment.experiment_id], "tags.method = 'bounded_rule' and tags.lr = '0.001'"
     )
     code, _, err = bench(
         "run",
@@ -306,7 +306,7 @@ def test_an_adopted_run_is_what_training_the_cell_there_gives(
         "--jobs",
         "1",
         "--methods",
-        "paper_rule",
+        "bounded_rule",
         "--lrs",
         "1e-3",
         "--force",
@@ -315,7 +315,7 @@ def test_an_adopted_run_is_what_training_the_cell_there_gives(
     )
     assert code == 0, err
     runs = client.search_runs(
-        [experiment.experiment_id], "tags.method = 'paper_rule' and tags.lr = '0.001'"
+        [experiment.experiment_id], "tags.method = 'bounded_rule' and tags.lr = '0.001'"
     )
     (trained,) = [run for run in runs if run.info.run_id != adopted.info.run_id]
     assert trained.data.tags["cell_key"] == adopted.data.tags["cell_key"]
