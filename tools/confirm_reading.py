@@ -11,8 +11,12 @@ the library's default.
 Until every one of those cells has a usable run (finished, with its test metric, or diverged) it
 names the missing ones and prints no test value (exit 1): the confirmation is read once, complete.
 
+With `--reading NAME` it runs the same two families for another candidate instead, after the
+fact: an exploratory comparison that prints no decision (nothing is corrected across the
+candidates, and none of them can change the default).
+
     python tools/confirm_reading.py [--tracking-uri sqlite:///mlruns/mlflow.db] \
-        [--record docs/results/readings_validation.json]
+        [--record docs/results/readings_validation.json] [--reading NAME]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bench.track.confirmation import (
     confirmation_cells,
     confirmation_markdown,
     confirmation_table,
+    family_tables_markdown,
     usable_run,
 )
 from bench.track.report import run_records
@@ -59,6 +64,11 @@ def main() -> None:
     parser.add_argument(
         "--record", type=Path, default=Path("docs/results/readings_validation.json")
     )
+    parser.add_argument(
+        "--reading",
+        default=None,
+        help="compare this candidate instead of the selected one (exploratory, no decision)",
+    )
     args = parser.parse_args()
     try:
         selected = selected_reading(args.record)
@@ -66,6 +76,17 @@ def main() -> None:
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"selected reading: {selected}")
+    candidates = list(load_grid(readings_grid(READINGS_TASKS[0])).methods)
+    if args.reading is not None and args.reading not in candidates:
+        print(
+            f"Error: --reading {args.reading}: not a candidate; use one of "
+            + ", ".join(candidates),
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    compared = args.reading or selected
+    if args.reading is not None:
+        print(f"exploratory comparison of `{compared}` (not the registered confirmation)")
     uri = tracking_uri(args.tracking_uri)
     if not store_exists(uri):
         print(f"Error: no MLflow store at {uri}; name it with --tracking-uri", file=sys.stderr)
@@ -74,7 +95,7 @@ def main() -> None:
     missing: list[str] = []
     for task_name in READINGS_TASKS:
         task = get_task(task_name)
-        cells = confirmation_cells(task_name, selected)
+        cells = confirmation_cells(task_name, compared)
         stored = {grid: existing_cell_runs(uri, grid) for grid in {cell.grid for cell in cells}}
         runs = []
         for cell in cells:
@@ -88,8 +109,11 @@ def main() -> None:
     if missing:
         print(f"incomplete: {len(missing)} cells have no usable run: " + ", ".join(missing))
         sys.exit(1)
-    table = confirmation_table(tasks, selected)
-    print("\n".join(confirmation_markdown(table, selected)))
+    table = confirmation_table(tasks, compared)
+    if args.reading is None:
+        print("\n".join(confirmation_markdown(table, selected)))
+    else:
+        print("\n".join(family_tables_markdown(table, compared, "reading")))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,18 @@ def default_changes(table: pd.DataFrame) -> bool:
 
 def confirmation_markdown(table: pd.DataFrame, selected: str) -> list[str]:
     """`confirmation_table` as Markdown lines: one table per family, then the decision."""
+    changes = default_changes(table)
+    return [
+        *family_tables_markdown(table, selected, "selected"),
+        f"Decision: the library's default Adaloss {'takes' if changes else 'keeps'} "
+        + (f"the `{selected}` reading." if changes else "the paper-literal rule."),
+    ]
+
+
+def family_tables_markdown(table: pd.DataFrame, reading: str, role: str) -> list[str]:
+    """The rows of `confirmation_table` for `reading` as one Markdown table per family; `role`
+    names the reading in the header ("selected" for the confirmation, "reading" for an
+    exploratory comparison of another candidate)."""
     references = {FIXED: "the best fixed sigma", LITERAL: "the paper-literal reading"}
     lines: list[str] = []
     for family in FAMILIES:
@@ -122,9 +134,9 @@ def confirmation_markdown(table: pd.DataFrame, selected: str) -> list[str]:
         if rows.empty:
             continue
         lines += [
-            f"### `{selected}` against {references[family]}",
+            f"### `{reading}` against {references[family]}",
             "",
-            "| task | metric | reference | selected mean | reference mean | difference | pairs "
+            f"| task | metric | reference | {role} mean | reference mean | difference | pairs "
             "| diverged | t | p | p (Holm) | Wilcoxon p | verdict |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -147,11 +159,6 @@ def confirmation_markdown(table: pd.DataFrame, selected: str) -> list[str]:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    changes = default_changes(table)
-    lines.append(
-        f"Decision: the library's default Adaloss {'takes' if changes else 'keeps'} "
-        + (f"the `{selected}` reading." if changes else "the paper-literal rule.")
-    )
     return lines
 
 

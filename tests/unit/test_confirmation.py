@@ -16,6 +16,7 @@ from bench.track.confirmation import (
     confirmation_markdown,
     confirmation_table,
     default_changes,
+    family_tables_markdown,
     usable_run,
 )
 from bench.track.orphans import SUPERSEDED_TAG
@@ -152,6 +153,21 @@ def test_a_significant_loss_to_literal_keeps_the_default() -> None:
     assert not default_changes(table)
     text = "\n".join(confirmation_markdown(table, "combined"))
     assert text.endswith("Decision: the library's default Adaloss keeps the paper-literal rule.")
+
+
+def test_an_exploratory_comparison_prints_the_tables_without_a_decision() -> None:
+    tasks = {
+        "cathdet": distance_task(),
+        "endovis": f1_task(literal=[71.0, 72.0, 76.0], combined=[60.0, 61.0, 62.0]),
+    }
+    lines = family_tables_markdown(confirmation_table(tasks, "combined"), "combined", "reading")
+    text = "\n".join(lines)
+    assert "### `combined` against the best fixed sigma" in text
+    assert "### `combined` against the paper-literal reading" in text
+    assert text.count("| task | metric | reference | reading mean | reference mean |") == 2
+    # two tables of two task rows each
+    assert sum(line.startswith(("| cathdet ", "| endovis ")) for line in lines) == 4
+    assert "Decision" not in text
 
 
 def test_selecting_the_literal_reading_leaves_one_family_and_the_default() -> None:
