@@ -69,10 +69,16 @@ def render_heatmaps(
 
     present = ~torch.isnan(coords).any(dim=-1)  # (B, K, N)
     coords = torch.nan_to_num(coords, nan=0.0)
-    factors = [
-        _gaussian_factor(coords[..., len(size) - 1 - axis], widths, extent).to(points.dtype)
-        for axis, extent in enumerate(size)
-    ]
+    if len(set(size)) == 1:
+        # Every axis has the same extent: one chain of ops builds all the factors, half (or a
+        # third) of the small ops that dominate rendering at 64 px on one thread.
+        stacked = _gaussian_factor(coords, widths, size[0]).to(points.dtype)  # (B, K, N, D, S)
+        factors = [stacked[..., len(size) - 1 - axis, :] for axis in range(len(size))]
+    else:
+        factors = [
+            _gaussian_factor(coords[..., len(size) - 1 - axis], widths, extent).to(points.dtype)
+            for axis, extent in enumerate(size)
+        ]
     mask = present.unsqueeze(-1).to(points.dtype)
     factors[0] = factors[0] * mask if factors[0].requires_grad else factors[0].mul_(mask)
     if instances.shape[2] == 1:
@@ -172,17 +178,18 @@ def _gaussian_factor(centres: Tensor, widths: Tensor, extent: int) -> Tensor:
     """1-D Gaussian factors along one axis.
 
     Args:
-        centres: (B, K, N) coordinates along the axis.
+        centres: (B, K, *M) coordinates along the axis, M any trailing shape (the instances,
+            and the axes when several of the same extent are built at once).
         widths: (K,) sigmas.
         extent: the number of pixels along the axis.
 
     Returns:
-        (B, K, N, extent) values ``exp(-(i - centre)^2 / (2 sigma^2))``.
+        (B, K, *M, extent) values ``exp(-(i - centre)^2 / (2 sigma^2))``.
     """
     grid = torch.arange(extent, dtype=centres.dtype, device=centres.device)
     offsets = grid - centres.unsqueeze(-1)
     # -2 sigma^2, a divisor rather than a reciprocal factor so the targets keep their bits
-    divisor = -2.0 * widths.square()[None, :, None, None]
+    divisor = -2.0 * widths.square().reshape(1, -1, *[1] * (offsets.ndim - 2))
     # Most pixels of a narrow Gaussian lie where exp underflows, and on the CPU exp is 15 to 50
     # times slower where its result is subnormal or zero than in the normal range (measured:
     # 2.0-7.2 ms against 0.14 ms for 139k float32 values). So the exponent is clamped a little
@@ -230,15 +237,20 @@ def _empty_like_device(shape: Sequence[int], like: Tensor) -> Tensor:
     On the CPU the memory comes from NumPy, whose allocator asks Linux for transparent huge
     pages on large arrays; torch's does not, and first-touch page faults then dominated
     rendering (measured: 25 of 35 ms for a 32 x 68 x 64 x 64 batch, 450 of 480 ms at 256 x 256).
-    Its pages are then touched once from this thread: when torch's two threads first touched
-    them in parallel, a 64 px batch took 15-56 ms instead of 9-12 ms (median of 9 calls in each
-    of five fresh processes). The touch costs its time at 256 px (55 ms became 90-117 ms, within
-    1.5x of the cost of filling the same output), which is the price of never stalling.
+    When torch runs several threads its pages are then touched once from this thread: when
+    torch's two threads first touched them in parallel, a 64 px batch took 15-56 ms instead of
+    9-12 ms (median of 9 calls in each of five fresh processes). The touch costs its time at
+    256 px (55 ms became 90-117 ms, within 1.5x of the cost of filling the same output), which is
+    the price of never stalling. On one thread nothing touches in parallel and the write faults
+    the pages in as a fill does, so the touch would only be a second pass (`bench perf targets
+    --threads 1`, three runs each: 1.04-1.12x of the floor at 256 px without it, 1.29-1.31x with;
+    1.33-1.46x and 1.41-1.57x at 64 px).
     """
     if like.device.type != "cpu":
         return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
     storage = np.empty(tuple(shape), dtype=_NUMPY_STORAGE[like.dtype])
-    storage.reshape(-1).view(np.uint8)[::_PAGE_BYTES] = 0
+    if torch.get_num_threads() > 1:
+        storage.reshape(-1).view(np.uint8)[::_PAGE_BYTES] = 0
     return torch.from_numpy(storage).view(like.dtype)
 
 

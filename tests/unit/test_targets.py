@@ -71,6 +71,15 @@ def test_render_3d_points_are_xyz_over_depth_height_width() -> None:
         assert heatmaps[0, 0, depth, row, col].item() == pytest.approx(expected, rel=1e-12)
 
 
+def test_a_cubic_volume_keeps_each_coordinate_on_its_axis() -> None:
+    # equal extents take the path that builds every axis's factor in one chain
+    points = torch.tensor([[[2.5, 1.0, 3.0]]], dtype=torch.float64)  # x, y, z
+    heatmaps = render_heatmaps(points, 1.5, (5, 5, 5))
+    for depth, row, col in [(3, 1, 2), (3, 1, 3), (0, 4, 4), (1, 2, 0), (4, 0, 1)]:
+        expected = gaussian(col - 2.5, row - 1.0, 1.5, dz=depth - 3.0)
+        assert heatmaps[0, 0, depth, row, col].item() == pytest.approx(expected, rel=1e-12)
+
+
 def test_per_landmark_sigma() -> None:
     points = torch.tensor([[[5.0, 5.0], [5.0, 5.0]]], dtype=torch.float64)
     heatmaps = render_heatmaps(points, torch.tensor([1.0, 3.0]), (11, 11))
@@ -247,6 +256,8 @@ def test_autograd_and_in_place_paths_render_the_same(dtype: torch.dtype) -> None
         (points[..., :2], (12, 16)),  # 2 instances
         (points[:, :, 0, :2], (12, 16)),  # one
         (points, (5, 12, 16)),  # 3-D
+        (points[..., :2], (12, 12)),  # equal extents: one chain for both axes
+        (points, (12, 12, 12)),
     ]
     for batch, size in cases:
         before = (batch.clone(), sigma.clone())
