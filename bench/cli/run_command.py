@@ -125,7 +125,7 @@ def run(
     )
     click.echo(
         f"grid {grid.name}: {len(cells)} cells ({grid.task}, profile {profile}, "
-        f"{_seeds_label(cells)}, device {device}, {options.jobs} job(s)); tracking in {uri}",
+        f"{_seeds_label(cells)}, device {device}, up to {options.jobs} at once); tracking in {uri}",
         err=True,
     )
     try:

@@ -203,7 +203,7 @@ def test_jobs_2_trains_cells_in_worker_processes(
         ]
     )
     assert code == 0, err
-    assert "seed 0, device cpu, 2 job(s)" in err
+    assert "seed 0, device cpu, up to 2 at once" in err
     _, cells = runs_of(tracking_uri)
     assert sorted(r.data.tags["method"] for r in cells) == ["adaloss", "sigma25"]
     _, inline = runs_of(smoke_grid.uri)
