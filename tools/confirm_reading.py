@@ -11,12 +11,12 @@ the library's default.
 Until every one of those cells has a usable run (finished, with its test metric, or diverged) it
 names the missing ones and prints no test value (exit 1): the confirmation is read once, complete.
 
-With `--reading NAME` it runs the same two families for another candidate instead, after the
-fact: an exploratory comparison that prints no decision (nothing is corrected across the
-candidates, and none of them can change the default).
+With `--every-candidate` it prints the same two families for every candidate reading instead, in
+two tables, and no decision: a description after the fact, corrected across the tasks within
+each reading but not across the readings, that can change no default.
 
     python tools/confirm_reading.py [--tracking-uri sqlite:///mlruns/mlflow.db] \
-        [--record docs/results/readings_validation.json] [--reading NAME]
+        [--record docs/results/readings_validation.json] [--every-candidate]
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from bench.run.grid import load_grid
 from bench.tasks import get_task
 from bench.track.confirmation import (
     TaskRuns,
+    candidates_markdown,
     confirmation_cells,
     confirmation_markdown,
     confirmation_table,
-    family_tables_markdown,
     usable_run,
 )
 from bench.track.report import run_records
@@ -65,9 +65,9 @@ def main() -> None:
         "--record", type=Path, default=Path("docs/results/readings_validation.json")
     )
     parser.add_argument(
-        "--reading",
-        default=None,
-        help="compare this candidate instead of the selected one (exploratory, no decision)",
+        "--every-candidate",
+        action="store_true",
+        help="describe every candidate reading after the fact instead (no decision)",
     )
     args = parser.parse_args()
     try:
@@ -76,44 +76,43 @@ def main() -> None:
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
     print(f"selected reading: {selected}")
-    candidates = list(load_grid(readings_grid(READINGS_TASKS[0])).methods)
-    if args.reading is not None and args.reading not in candidates:
-        print(
-            f"Error: --reading {args.reading}: not a candidate; use one of "
-            + ", ".join(candidates),
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    compared = args.reading or selected
-    if args.reading is not None:
-        print(f"exploratory comparison of `{compared}` (not the registered confirmation)")
     uri = tracking_uri(args.tracking_uri)
     if not store_exists(uri):
         print(f"Error: no MLflow store at {uri}; name it with --tracking-uri", file=sys.stderr)
         sys.exit(2)
-    tasks: dict[str, TaskRuns] = {}
+    readings = list(load_grid(readings_grid(READINGS_TASKS[0])).methods)
+    compared = readings if args.every_candidate else [selected]
+    found: dict[str, dict[str, TaskRuns]] = {reading: {} for reading in compared}
     missing: list[str] = []
-    for task_name in READINGS_TASKS:
-        task = get_task(task_name)
-        cells = confirmation_cells(task_name, compared)
-        stored = {grid: existing_cell_runs(uri, grid) for grid in {cell.grid for cell in cells}}
-        runs = []
-        for cell in cells:
-            run = usable_run(stored[cell.grid].get(cell_key(cell), []), task.headline_metric)
-            if run is None:
-                missing.append(f"{cell.grid} {cell.method} seed {cell.seed}")
-            else:
-                runs.append(run)
-        records = run_records(runs, [task.headline_metric])
-        tasks[task_name] = TaskRuns(records, task.headline_metric, task.headline_higher_is_better)
+    for reading in compared:
+        for task_name in READINGS_TASKS:
+            found[reading][task_name], absent = task_runs(uri, task_name, reading)
+            missing += [name for name in absent if name not in missing]
     if missing:
         print(f"incomplete: {len(missing)} cells have no usable run: " + ", ".join(missing))
         sys.exit(1)
-    table = confirmation_table(tasks, compared)
-    if args.reading is None:
-        print("\n".join(confirmation_markdown(table, selected)))
+    tables = {reading: confirmation_table(tasks, reading) for reading, tasks in found.items()}
+    if args.every_candidate:
+        print("\n".join(candidates_markdown(tables)))
     else:
-        print("\n".join(family_tables_markdown(table, compared, "reading")))
+        print("\n".join(confirmation_markdown(tables[selected], selected)))
+
+
+def task_runs(uri: str, task_name: str, reading: str) -> tuple[TaskRuns, list[str]]:
+    """The usable runs of `task_name`'s confirmation cells for `reading`, and the names of the
+    cells that have none."""
+    task = get_task(task_name)
+    cells = confirmation_cells(task_name, reading)
+    stored = {grid: existing_cell_runs(uri, grid) for grid in {cell.grid for cell in cells}}
+    runs, missing = [], []
+    for cell in cells:
+        run = usable_run(stored[cell.grid].get(cell_key(cell), []), task.headline_metric)
+        if run is None:
+            missing.append(f"{cell.grid} {cell.method} seed {cell.seed}")
+        else:
+            runs.append(run)
+    records = run_records(runs, [task.headline_metric])
+    return TaskRuns(records, task.headline_metric, task.headline_higher_is_better), missing
 
 
 if __name__ == "__main__":

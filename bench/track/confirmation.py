@@ -35,6 +35,7 @@ CONFIRMATION_SEEDS = range(5)
 LITERAL = "literal"  # the readings grids' label of the paper's rule as written
 FIXED = "fixed"  # the schedule kind of the fixed-sigma references
 FAMILIES = (FIXED, LITERAL)
+REFERENCES = {FIXED: "the best fixed sigma", LITERAL: "the paper-literal reading"}
 TABLE_COLUMNS = ("family", "task", *COLUMNS, "diverged", "p_holm")
 
 
@@ -115,51 +116,74 @@ def default_changes(table: pd.DataFrame) -> bool:
 
 def confirmation_markdown(table: pd.DataFrame, selected: str) -> list[str]:
     """`confirmation_table` as Markdown lines: one table per family, then the decision."""
-    changes = default_changes(table)
-    return [
-        *family_tables_markdown(table, selected, "selected"),
-        f"Decision: the library's default Adaloss {'takes' if changes else 'keeps'} "
-        + (f"the `{selected}` reading." if changes else "the paper-literal rule."),
-    ]
-
-
-def family_tables_markdown(table: pd.DataFrame, reading: str, role: str) -> list[str]:
-    """The rows of `confirmation_table` for `reading` as one Markdown table per family; `role`
-    names the reading in the header ("selected" for the confirmation, "reading" for an
-    exploratory comparison of another candidate)."""
-    references = {FIXED: "the best fixed sigma", LITERAL: "the paper-literal reading"}
     lines: list[str] = []
     for family in FAMILIES:
         rows = table[table.family == family]
         if rows.empty:
             continue
         lines += [
-            f"### `{reading}` against {references[family]}",
+            f"### `{selected}` against {REFERENCES[family]}",
             "",
-            f"| task | metric | reference | {role} mean | reference mean | difference | pairs "
+            "| task | metric | reference | selected mean | reference mean | difference | pairs "
             "| diverged | t | p | p (Holm) | Wilcoxon p | verdict |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in rows.to_dict(orient="records"):
-            spread = "" if math.isnan(row["difference_std"]) else f" ± {row['difference_std']:.4g}"
-            cells = [
-                row["task"],
-                f"`{row['metric']}`",
-                row["reference"],
-                _value_text(row["method_mean"], ".4g"),
-                _value_text(row["reference_mean"], ".4g"),
-                _value_text(row["difference_mean"], ".4g") + spread,
-                str(row["pairs"]),
-                str(row["diverged"]),
-                _value_text(row["t"], ".3g"),
-                _value_text(row["p"], ".3g"),
-                _value_text(row["p_holm"], ".3g"),
-                _value_text(row["wilcoxon_p"], ".3g"),
-                row["verdict"],
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "| " + " | ".join(_row_cells(row)) + " |" for row in rows.to_dict(orient="records")
+        ]
+        lines.append("")
+    changes = default_changes(table)
+    lines.append(
+        f"Decision: the library's default Adaloss {'takes' if changes else 'keeps'} "
+        + (f"the `{selected}` reading." if changes else "the paper-literal rule.")
+    )
+    return lines
+
+
+def candidates_markdown(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The `confirmation_table` of every reading in `tables` (reading -> its table), after the
+    fact, as one Markdown table per family with the reading in the first column. The Holm
+    correction stays within each reading's family across the tasks; nothing is corrected across
+    the readings, and no decision is printed: this is a description, not a test of a default."""
+    lines: list[str] = []
+    for family in FAMILIES:
+        rows = [
+            (reading, row)
+            for reading, table in tables.items()
+            for row in table[table.family == family].to_dict(orient="records")
+        ]
+        if not rows:
+            continue
+        lines += [
+            f"### Every reading against {REFERENCES[family]}",
+            "",
+            "| reading | task | metric | reference | reading mean | reference mean | difference "
+            "| pairs | diverged | t | p | p (Holm) | Wilcoxon p | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [f"| `{reading}` | " + " | ".join(_row_cells(row)) + " |" for reading, row in rows]
         lines.append("")
     return lines
+
+
+def _row_cells(row: Mapping[str, Any]) -> list[str]:
+    """The Markdown cells of one `confirmation_table` row, from task to verdict."""
+    spread = "" if math.isnan(row["difference_std"]) else f" ± {row['difference_std']:.4g}"
+    return [
+        row["task"],
+        f"`{row['metric']}`",
+        row["reference"],
+        _value_text(row["method_mean"], ".4g"),
+        _value_text(row["reference_mean"], ".4g"),
+        _value_text(row["difference_mean"], ".4g") + spread,
+        str(row["pairs"]),
+        str(row["diverged"]),
+        _value_text(row["t"], ".3g"),
+        _value_text(row["p"], ".3g"),
+        _value_text(row["p_holm"], ".3g"),
+        _value_text(row["wilcoxon_p"], ".3g"),
+        row["verdict"],
+    ]
 
 
 def _compare(runs: TaskRuns, selected: str, family: str) -> dict[str, Any]:

@@ -12,11 +12,11 @@ import pytest
 
 from bench.track.confirmation import (
     TaskRuns,
+    candidates_markdown,
     confirmation_cells,
     confirmation_markdown,
     confirmation_table,
     default_changes,
-    family_tables_markdown,
     usable_run,
 )
 from bench.track.orphans import SUPERSEDED_TAG
@@ -155,19 +155,31 @@ def test_a_significant_loss_to_literal_keeps_the_default() -> None:
     assert text.endswith("Decision: the library's default Adaloss keeps the paper-literal rule.")
 
 
-def test_an_exploratory_comparison_prints_the_tables_without_a_decision() -> None:
+def test_every_candidate_in_one_table_per_family_without_a_decision() -> None:
     tasks = {
         "cathdet": distance_task(),
-        "endovis": f1_task(literal=[71.0, 72.0, 76.0], combined=[60.0, 61.0, 62.0]),
+        "endovis": f1_task(literal=[60.0, 61.0, 62.0], combined=[71.0, 72.0, 76.0]),
     }
-    lines = family_tables_markdown(confirmation_table(tasks, "combined"), "combined", "reading")
-    text = "\n".join(lines)
-    assert "### `combined` against the best fixed sigma" in text
-    assert "### `combined` against the paper-literal reading" in text
-    assert text.count("| task | metric | reference | reading mean | reference mean |") == 2
-    # two tables of two task rows each
-    assert sum(line.startswith(("| cathdet ", "| endovis ")) for line in lines) == 4
-    assert "Decision" not in text
+    tables = {reading: confirmation_table(tasks, reading) for reading in ("literal", "combined")}
+    lines = candidates_markdown(tables)
+    fixed_end = lines.index("### Every reading against the paper-literal reading")
+    fixed, literal = lines[:fixed_end], lines[fixed_end:]
+    assert fixed[0] == "### Every reading against the best fixed sigma"
+    # literal - sigma25 on cathdet: 4, 3, 2 -> mean 3, std 1, t = 3 sqrt(3) = 5.196
+    assert "| `literal` | cathdet | `test_distance` | sigma25 | 9 | 6 | 3 ± 1 | 3 | 0 | 5.2 |" in (
+        "\n".join(fixed)
+    )
+    # combined - sigma25: -1, -1, -2 -> mean -4/3, std 1/sqrt(3) = 0.5774, t = -4
+    assert (
+        "| `combined` | cathdet | `test_distance` | sigma25 | 4.667 | 6 | -1.333 ± 0.5774 | 3 |"
+        in ("\n".join(fixed))
+    )
+    assert sum(line.startswith("| `") for line in fixed) == 4  # two readings x two tasks
+    # the literal reading has no row against itself
+    assert [line.split(" | ")[0] for line in literal if line.startswith("| `")] == [
+        "| `combined`"
+    ] * 2
+    assert not any("Decision" in line for line in lines)
 
 
 def test_selecting_the_literal_reading_leaves_one_family_and_the_default() -> None:
