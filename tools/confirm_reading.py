@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.run.cell import cell_key
 from bench.run.grid import load_grid
@@ -84,9 +85,10 @@ def main() -> None:
     compared = readings if args.every_candidate else [selected]
     found: dict[str, dict[str, TaskRuns]] = {reading: {} for reading in compared}
     missing: list[str] = []
+    stored: dict[str, dict[str, list[Any]]] = {}  # grid -> its runs by cell key, read once
     for reading in compared:
         for task_name in READINGS_TASKS:
-            found[reading][task_name], absent = task_runs(uri, task_name, reading)
+            found[reading][task_name], absent = task_runs(uri, stored, task_name, reading)
             missing += [name for name in absent if name not in missing]
     if missing:
         print(f"incomplete: {len(missing)} cells have no usable run: " + ", ".join(missing))
@@ -98,12 +100,15 @@ def main() -> None:
         print("\n".join(confirmation_markdown(tables[selected], selected)))
 
 
-def task_runs(uri: str, task_name: str, reading: str) -> tuple[TaskRuns, list[str]]:
+def task_runs(
+    uri: str, stored: dict[str, dict[str, list[Any]]], task_name: str, reading: str
+) -> tuple[TaskRuns, list[str]]:
     """The usable runs of `task_name`'s confirmation cells for `reading`, and the names of the
-    cells that have none."""
+    cells that have none; `stored` caches each grid's runs across calls."""
     task = get_task(task_name)
     cells = confirmation_cells(task_name, reading)
-    stored = {grid: existing_cell_runs(uri, grid) for grid in {cell.grid for cell in cells}}
+    for grid in {cell.grid for cell in cells} - set(stored):
+        stored[grid] = existing_cell_runs(uri, grid)
     runs, missing = [], []
     for cell in cells:
         run = usable_run(stored[cell.grid].get(cell_key(cell), []), task.headline_metric)
