@@ -25,11 +25,7 @@ from bench.cli import options as cli_options
     help="MLflow store (default: $MLFLOW_TRACKING_URI, else the store the grid was queued with).",
 )
 @cli_options.data_root_option
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="CPU threads for torch (default: torch's; set it when several workers share a machine).",
-)
+@cli_options.torch_threads_option
 @click.option(
     "--heartbeat",
     type=click.IntRange(min=1),
@@ -69,7 +65,7 @@ def worker(
     device: str,
     tracking_uri: str | None,
     data_root: Path | None,
-    threads: int | None,
+    threads: int,
     heartbeat: int,
     grace: int | None,
     max_retry: int,
@@ -96,7 +92,7 @@ def worker(
         storage = queue.open_storage(queue_url, liveness)
     except ValueError as error:  # QueueError and the checks of bench.cli.inputs
         raise cli_options.BadInput(str(error)) from None
-    if threads is not None:
+    if threads:
         import torch
 
         torch.set_num_threads(threads)

@@ -15,9 +15,10 @@ Contract of the modules an entry names:
 * `loader` (`bench.data.loaders.<format>`) exposes `load(path: Path, image_size: (H, W)) ->
   LandmarkDataset` with the same splits ("val" a deterministic held-out part of the training data
   when the format has none), and optionally `LOADER_VERSION: int` (0 when absent).
-* `implementation` is "module:name" of a callable returning a `bench.tasks.base.Task`: `name()`
-  for a task with a fixed layout, `name(layout=..., options=...)` for one shaped by its data;
-  the module also exposes the task's `PROFILES: dict[str, TaskProfile]`.
+* `implementation` is "module:name" of a callable returning a `bench.tasks.base.Task`; the module
+  also exposes the task's `PROFILES: dict[str, TaskProfile]`. `get_task` calls it with the task's
+  `name=` and `profiles=` (that PROFILES), and for a task shaped by its data also `layout=` and
+  `options=`.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class TaskEntry:
 
 _FACE_NAMES, _FACE_GROUPS = ibug68_names_and_groups()
 
-TASKS: dict[str, TaskEntry] = {
-    "cathdet": TaskEntry(
+_ENTRIES = (
+    TaskEntry(
         name="cathdet",
         description="catheter tip in fluoroscopy-like X-ray frames (1 landmark, very precise)",
         implementation="bench.tasks.cathdet:CathDet",
@@ -72,7 +73,7 @@ TASKS: dict[str, TaskEntry] = {
             multi_instance=False,
         ),
     ),
-    "face300w": TaskEntry(
+    TaskEntry(
         name="face300w",
         description="68 iBUG face landmarks with region-dependent precision (300-W layout)",
         implementation="bench.tasks.face300w:Face300W",
@@ -86,7 +87,7 @@ TASKS: dict[str, TaskEntry] = {
             multi_instance=False,
         ),
     ),
-    "endovis": TaskEntry(
+    TaskEntry(
         name="endovis",
         description="clasper joints of several needle drivers per endoscopy frame (EndoVis'15)",
         implementation="bench.tasks.endovis:EndoVis",
@@ -100,7 +101,7 @@ TASKS: dict[str, TaskEntry] = {
             multi_instance=True,
         ),
     ),
-    "keypoints": TaskEntry(
+    TaskEntry(
         name="keypoints",
         description="your own landmarks: a COCO keypoints export or a folder of images with .pts "
         "files; names, K, channels and instances come from the data",
@@ -110,7 +111,8 @@ TASKS: dict[str, TaskEntry] = {
         image_sizes={"smoke": (32, 32), "quick": (64, 64), "paper": (256, 256)},
         options=("image_size", "metric"),
     ),
-}
+)
+TASKS: dict[str, TaskEntry] = {entry.name: entry for entry in _ENTRIES}
 TASK_NAMES = tuple(TASKS)
 SYNTHETIC_TASKS = tuple(name for name, entry in TASKS.items() if entry.synthetic is not None)
 
@@ -145,12 +147,13 @@ def get_task(
     entry = task_entry(name)
     module_name, class_name = entry.implementation.split(":")
     factory = getattr(importlib.import_module(module_name), class_name)
+    identity = {"name": entry.name, "profiles": task_profiles(name)}
     if entry.layout is not None:
-        task: Task = factory()
+        task: Task = factory(**identity)
         return task
     if layout is None:
         raise ValueError(
             f"task {name!r} takes its landmarks from the data; load the dataset and pass its layout"
         )
-    shaped: Task = factory(layout=layout, options=dict(options or {}))
+    shaped: Task = factory(**identity, layout=layout, options=dict(options or {}))
     return shaped

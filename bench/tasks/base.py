@@ -64,6 +64,7 @@ class Task(ABC):
         report tabulates per landmark; None when the task has one landmark or too many to list.
     """
 
+    # both from the task table (`bench.tasks.get_task`): its name and its module's PROFILES
     name: str
     profiles: Mapping[str, TaskProfile]
     validation_metric: str

@@ -3,7 +3,7 @@ paper's 256 x 256 frame. Model: the paper's U-Net (9 conv layers, kernel 5, Batc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
@@ -36,8 +36,6 @@ def point_errors(points: Tensor, split: Split, dataset: LandmarkDataset) -> Tens
 
 @dataclass(frozen=True)
 class CathDet(Task):
-    name: str = "cathdet"
-    profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     validation_metric: str = "val_distance"
     headline_metric: str = "test_distance"
     summary_metrics: tuple[str, ...] = (

@@ -15,7 +15,7 @@ Model: the paper's U-Net with LeakyReLU (9 conv layers, kernel 5, BatchNorm).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -49,8 +49,6 @@ PROFILES = {
 
 @dataclass(frozen=True)
 class EndoVis(Task):
-    name: str = "endovis"
-    profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     validation_metric: str = "val_error"
     # the paper reports the left clasper on the full test set; F1 weighs precision and recall
     headline_metric: str = "test_f1/left_clasper/full"

@@ -16,7 +16,7 @@ can set `extra: {normalize: null}` to compare).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -71,8 +71,6 @@ def nme_summary(values: Tensor, prefix: str, suffix: str = "") -> dict[str, floa
 
 @dataclass(frozen=True)
 class Face300W(Task):
-    name: str = "face300w"
-    profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     validation_metric: str = "val_nme"
     headline_metric: str = "test_nme/full"
     summary_metrics: tuple[str, ...] = (

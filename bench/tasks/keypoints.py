@@ -117,11 +117,15 @@ class MetricOptions:
         )
 
 
-def keypoints_task(layout: DataLayout, options: Mapping[str, Any]) -> Keypoints:
+def keypoints_task(
+    name: str, profiles: Mapping[str, TaskProfile], layout: DataLayout, options: Mapping[str, Any]
+) -> Keypoints:
     """The task for data of `layout`, scored as the grid's `options` say."""
     metric = MetricOptions.of(options, layout)
     if layout.multi_instance:
         return Keypoints(
+            name=name,
+            profiles=profiles,
             layout=layout,
             metric=metric,
             validation_metric="val_error",
@@ -138,6 +142,8 @@ def keypoints_task(layout: DataLayout, options: Mapping[str, Any]) -> Keypoints:
         )
     with_nme = metric.normalizer is not None
     return Keypoints(
+        name=name,
+        profiles=profiles,
         layout=layout,
         metric=metric,
         validation_metric="val_nme" if with_nme else "val_distance",
@@ -157,8 +163,6 @@ def keypoints_task(layout: DataLayout, options: Mapping[str, Any]) -> Keypoints:
 class Keypoints(Task):
     layout: DataLayout = field(kw_only=True)
     metric: MetricOptions = field(kw_only=True)
-    name: str = "keypoints"
-    profiles: dict[str, TaskProfile] = field(default_factory=lambda: dict(PROFILES))
     # `keypoints_task` sets these from the layout and the options
     validation_metric: str = "val_distance"
     summary_metrics: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ import torch
 from adaloss.targets import render_heatmaps
 from bench.data.dataset import LandmarkDataset, Split
 from bench.data.layout import DataLayout
-from bench.tasks import TASK_NAMES, get_task
+from bench.tasks import TASK_NAMES, get_task, task_profiles
 from bench.tasks.models import conv_layers
 from bench.tasks.scoring import peak_settings
 
@@ -202,6 +202,9 @@ def test_every_profile_builds_a_model_with_the_papers_conv_count(name: str) -> N
     two_points = DataLayout(("a", "b"), {"a": (0,), "b": (1,)}, (64, 64), 3, False)
     task = get_task(name, two_points)
     expected = {"cathdet": 9, "face300w": 23, "endovis": 9, "keypoints": 9}[name]
+    # name and profiles come from the task table, not from the Task class
+    assert task.name == name
+    assert task.profiles is task_profiles(name)
     assert set(task.profiles) == {"smoke", "quick", "paper"}
     for profile in ("smoke", "quick"):
         assert len(conv_layers(task.build_model(profile, 3, 2))) == expected
