@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bench.profiles import PROFILES
+from bench.tasks import SYNTHETIC_TASKS
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES_HELP = (
@@ -83,6 +84,16 @@ size_profile_option = profile_choice(
     PROFILES,
     "quick",
     "Size profile: smoke (tests), quick (64 px, CPU grids), paper (the paper's sizes).",
+)
+
+# the benchmarks that train one task's model on its generated data
+synthetic_task_option = click.option(
+    "--task",
+    "task_name",
+    type=click.Choice(SYNTHETIC_TASKS),
+    default="cathdet",
+    show_default=True,
+    help="A task with synthetic data (its model, batch and image size).",
 )
 
 device_option = click.option(

@@ -10,6 +10,7 @@ PERF_COMMANDS = {
     "targets": "bench.perf.targets:targets",
     "data": "bench.perf.data:data",
     "trainer": "bench.perf.trainer:trainer",
+    "jobs": "bench.perf.jobs:jobs",
 }
 
 

@@ -23,8 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bench.cli.options import data_root_option, size_profile_option, torch_threads_option
-from bench.tasks import SYNTHETIC_TASKS
+from bench.cli.options import (
+    data_root_option,
+    size_profile_option,
+    synthetic_task_option,
+    torch_threads_option,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -33,14 +37,7 @@ GOAL_OVERHEAD = 0.10
 
 
 @click.command()
-@click.option(
-    "--task",
-    "task_name",
-    type=click.Choice(SYNTHETIC_TASKS),
-    default="cathdet",
-    show_default=True,
-    help="A task with synthetic data.",
-)
+@synthetic_task_option
 @size_profile_option
 @click.option(
     "--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Timed epochs each."
