@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bench.cli import options as cli_options
+from bench.scale import timing
 
 
 @click.command("worker", epilog=cli_options.EXIT_CODES_HELP)
@@ -29,7 +30,7 @@ from bench.cli import options as cli_options
 @click.option(
     "--heartbeat",
     type=click.IntRange(min=1),
-    default=60,
+    default=timing.HEARTBEAT_INTERVAL_S,
     show_default=True,
     help="Seconds between this worker's heartbeats.",
 )
@@ -42,14 +43,14 @@ from bench.cli import options as cli_options
 @click.option(
     "--max-retry",
     type=click.IntRange(min=0),
-    default=3,
+    default=timing.MAX_RETRY,
     show_default=True,
     help="How often one cell is retried after its worker died.",
 )
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.1),
-    default=5.0,
+    default=timing.POLL_S,
     show_default=True,
     help="Seconds between looks at the queue while other workers still train cells.",
 )
@@ -88,7 +89,7 @@ def worker(
             inputs.check_tracking_uri(tracking_uri)
         inputs.check_writable_folder(default_data_root(data_root), "--data-root")
         inputs.check_storage_url(queue_url, "--queue")
-        liveness = queue.Liveness(heartbeat, grace, max_retry)
+        liveness = timing.Liveness(heartbeat, grace, max_retry)
         storage = queue.open_storage(queue_url, liveness)
     except ValueError as error:  # QueueError and the checks of bench.cli.inputs
         raise cli_options.BadInput(str(error)) from None

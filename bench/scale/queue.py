@@ -39,12 +39,11 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from bench.run.cell import CellConfig, cell_key
+from bench.scale.timing import Liveness
 
 DEFAULT_STUDY_STORAGE = "sqlite:///mlruns/optuna.db"
 JOURNAL_PREFIX = "journal:"
 REMOTE_RDB_SCHEMES = ("postgresql", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
-HEARTBEAT_INTERVAL_S = 60
-MAX_RETRY = 3
 SCHEMA_ATTEMPTS = 3
 GRID_STUDY_PREFIX = "grid:"
 KIND_ATTR = "bench.kind"  # study user attribute: "cells" for a queued grid, "tune" for a study
@@ -56,24 +55,6 @@ HEARTBEAT_ATTR = "bench.heartbeat"  # journal trial system attribute: epoch seco
 
 class QueueError(ValueError):
     """A storage URL or a queued study is unusable; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """How workers detect a dead worker.
-
-    heartbeat_interval: seconds between heartbeats. grace_period: a RUNNING trial whose last
-    heartbeat is older than this is failed and retried (None: Optuna's 2 x heartbeat_interval).
-    max_retry: how many times one cell is retried after its worker died.
-    """
-
-    heartbeat_interval: int = HEARTBEAT_INTERVAL_S
-    grace_period: int | None = None
-    max_retry: int = MAX_RETRY
-
-    @property
-    def grace_s(self) -> int:
-        return self.grace_period or 2 * self.heartbeat_interval
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from bench.run.cell import CellConfig, cell_key
 from bench.run.progress import Progress
 from bench.run.runner import CellReport, RunOptions, TrainFn, plan, run_cells
-from bench.scale import queue
+from bench.scale import queue, timing
 from bench.track.orphans import close_orphans
 from bench.track.tracking import (
     GridTracker,
@@ -53,8 +53,8 @@ class WorkerOptions:
     device: str = "cpu"
     tracking_uri: str | None = None
     data_root: Path | None = None
-    liveness: queue.Liveness = field(default_factory=queue.Liveness)
-    poll_s: float = 5.0
+    liveness: timing.Liveness = field(default_factory=timing.Liveness)
+    poll_s: float = timing.POLL_S
     wait: bool = True
     command: str = "bench worker"
     train_fn: TrainFn | None = None

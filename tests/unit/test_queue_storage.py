@@ -14,7 +14,7 @@ from schema_race import lose_the_schema_race_once
 
 from bench.run.cell import cell_key
 from bench.run.grid import expand_cells, load_grid
-from bench.scale import queue
+from bench.scale import queue, timing
 
 URI = "sqlite:///unused/mlflow.db"
 
@@ -28,7 +28,7 @@ def smoke_cells() -> list:
     return expand_cells(load_grid("cathdet"), "smoke")
 
 
-def journal(tmp_path: Path, liveness: queue.Liveness | None = None) -> queue.BaseStorage:
+def journal(tmp_path: Path, liveness: timing.Liveness | None = None) -> queue.BaseStorage:
     """A fresh handle on the test's journal file: one per simulated worker process."""
     return queue.open_storage(f"journal:{tmp_path / 'queue.log'}", liveness)
 
@@ -41,7 +41,7 @@ def test_storage_urls_open_the_right_backend(tmp_path: Path) -> None:
     assert isinstance(journal(tmp_path), queue.HeartbeatJournalStorage)
     rdb = queue.open_storage(f"sqlite:///{tmp_path / 'deep' / 'optuna.db'}")
     assert isinstance(rdb, RDBStorage) and (tmp_path / "deep" / "optuna.db").exists()
-    assert rdb.get_heartbeat_interval() == queue.HEARTBEAT_INTERVAL_S
+    assert rdb.get_heartbeat_interval() == timing.HEARTBEAT_INTERVAL_S
     with pytest.raises(queue.QueueError, match=r"^queue\.db: not an Optuna storage URL; use e\.g"):
         queue.open_storage("queue.db")
     with pytest.raises(queue.QueueError, match="a journal storage needs a file"):
@@ -173,7 +173,7 @@ def test_a_trial_without_a_readable_cell_is_failed_and_skipped(tmp_path: Path) -
 def test_a_worker_without_heartbeat_loses_its_cell_to_a_retry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    liveness = queue.Liveness(heartbeat_interval=10, grace_period=30, max_retry=2)
+    liveness = timing.Liveness(heartbeat_interval=10, grace_period=30, max_retry=2)
     queue.enqueue_cells(journal(tmp_path, liveness), "cathdet", smoke_cells()[:1], URI)
     dead, alive = journal(tmp_path, liveness), journal(tmp_path, liveness)
     claimed = queue.claim_next_cell(queue.queued_grids(dead), never_invalid)
@@ -203,7 +203,7 @@ def test_a_worker_without_heartbeat_loses_its_cell_to_a_retry(
 def test_a_recent_heartbeat_keeps_a_long_cell_claimed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    liveness = queue.Liveness(heartbeat_interval=10, grace_period=30)
+    liveness = timing.Liveness(heartbeat_interval=10, grace_period=30)
     queue.enqueue_cells(journal(tmp_path, liveness), "cathdet", smoke_cells()[:1], URI)
     busy, other = journal(tmp_path, liveness), journal(tmp_path, liveness)
     claimed = queue.claim_next_cell(queue.queued_grids(busy), never_invalid)
@@ -221,14 +221,14 @@ def test_an_interrupted_worker_gives_its_cell_back_at_once(tmp_path: Path) -> No
     queue.enqueue_cells(storage, "cathdet", smoke_cells()[:1], URI)
     claimed = queue.claim_next_cell(queue.queued_grids(storage), never_invalid)
     assert claimed is not None
-    queue.release(claimed, queue.Liveness())
+    queue.release(claimed, timing.Liveness())
     again = queue.claim_next_cell(queue.queued_grids(journal(tmp_path)), never_invalid)
     assert again is not None and cell_key(again.cell) == cell_key(claimed.cell)
     assert [t.state for t in again.grid.study.trials] == [TrialState.FAIL, TrialState.RUNNING]
 
 
 def test_heartbeats_are_recorded_while_the_block_runs(tmp_path: Path) -> None:
-    storage = journal(tmp_path, queue.Liveness(heartbeat_interval=1))
+    storage = journal(tmp_path, timing.Liveness(heartbeat_interval=1))
     queue.enqueue_cells(storage, "cathdet", smoke_cells()[:1], URI)
     claimed = queue.claim_next_cell(queue.queued_grids(storage), never_invalid)
     assert claimed is not None
