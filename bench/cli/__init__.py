@@ -4,8 +4,9 @@ Every error reaches the user as one line on stderr with the exit code of `bench.
 click's own usage errors (an unknown option, a value out of range) included, which click would
 otherwise print with the usage text around them.
 
-Each command module (`<group>_command.py`) imports only click, the standard library and
-`bench.cli.options` at module level, and torch, mlflow, optuna or pandas inside its command's
+Each command module (`<group>_command.py`) imports only click, the standard library,
+`bench.cli.options` and bench's standard-library-only tables (`bench.profiles`, `bench.tasks`,
+`bench.scale.timing`) at module level, and torch, mlflow, optuna or pandas inside its command's
 body: `bench --help` lists every command without importing them.
 """
 
@@ -20,7 +21,7 @@ from bench import __version__
 from bench.cli.lazy_group import LazyGroup
 from bench.cli.options import EXIT_CODES_HELP, EXIT_INTERRUPTED
 
-# name -> "module:click object". Each module imports only click at module level.
+# name -> "module:click object", imported when the command is listed or run
 COMMANDS = {
     "data": "bench.cli.data_command:data",
     "perf": "bench.cli.perf_command:perf",

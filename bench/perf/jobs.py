@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
-import os
 import queue
 import time
 from dataclasses import dataclass
@@ -63,12 +62,12 @@ class Workload:
 def jobs(task_name: str, profile: str, processes: int | None, steps: int, repeats: int) -> None:
     """Time one process on all cores against `--jobs` processes side by side, training the
     task's model on the CPU; says which arrangement trains more images per second here."""
-    from bench.run.runner import default_jobs
+    from bench.run.runner import default_jobs, threads_per_process
 
-    cores = len(os.sched_getaffinity(0))
+    cores = threads_per_process(1)
     run_default = default_jobs("cpu")
     processes = processes or max(2, run_default)
-    threads_each = max(1, cores // processes)
+    threads_each = threads_per_process(processes)
     workload = _workload(task_name, profile, steps)
     click.echo(
         f"{task_name}/{profile}: batch {workload.batch_size} x {workload.channels} x "

@@ -94,6 +94,11 @@ def default_jobs(device: str) -> int:
     return 1
 
 
+def threads_per_process(jobs: int) -> int:
+    """The torch threads of each of `jobs` cell processes: the visible cores shared out evenly."""
+    return max(1, len(os.sched_getaffinity(0)) // jobs)
+
+
 def process_devices(device: str, jobs: int) -> list[str]:
     """The device of each process slot: GPUs round-robin for plain "cuda", else `device`."""
     import torch
@@ -380,7 +385,7 @@ def _run_processes(cells: Sequence[CellConfig], session: _Session, options: RunO
     context = multiprocessing.get_context("spawn")
     outbox = context.Queue()
     devices = process_devices(options.device, options.jobs)
-    threads = max(1, len(os.sched_getaffinity(0)) // options.jobs)
+    threads = threads_per_process(options.jobs)
     inboxes: list[Any] = []
     processes: list[Any] = []
 
