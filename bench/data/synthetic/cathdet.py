@@ -47,6 +47,9 @@ class CathDetParams:
 
     image_size: (H, W) of the stored images.
     n_train, n_val, n_test: frames per split (the paper: 3000 train, 300 test).
+    n_val_appended: more validation frames, drawn after the test split so that a larger
+        validation split leaves the training and test frames byte-identical (docs/data.md,
+        "Validation noise").
     tissue_correlation: size of soft-tissue density variations as a fraction of the frame side;
         lungs, heart shadow and fat vary over several centimetres (~0.2 of a 256 px field).
     tissue_contrast: std of the soft-tissue log-attenuation; 0.25 gives the 20-30 % brightness
@@ -84,6 +87,7 @@ class CathDetParams:
     n_train: int
     n_val: int
     n_test: int
+    n_val_appended: int = 0
     tissue_correlation: float = 0.18
     tissue_contrast: float = 0.25
     body_thickness: tuple[float, float] = (0.1, 0.5)
@@ -138,18 +142,18 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
     # two streams: the scenes do not depend on the image size, the texture and noise do
     scene_rng, pixel_rng = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
     counts = {"train": params.n_train, "val": params.n_val, "test": params.n_test}
+    drawn = {name: _draw(params, scene_rng, pixel_rng, count) for name, count in counts.items()}
+    more_images, more_labels, more_wires = _draw(
+        params, scene_rng, pixel_rng, params.n_val_appended
+    )
+    images, labels, wires = drawn["val"]
+    drawn["val"] = (
+        np.concatenate([images, more_images]),
+        np.concatenate([labels, more_labels]),
+        np.concatenate([wires, more_wires]),
+    )
     splits = {}
-    for name, count in counts.items():
-        # filled chunk by chunk, so a paper-size split is held in memory once
-        images = np.empty((count, 1, *params.image_size), dtype=np.float32)
-        labels = np.empty((count, 1, 2), dtype=np.float32)
-        wires = np.empty(count, dtype=np.int64)
-        for start in range(0, count, _CHUNK):
-            frames = render_frames(params, scene_rng, pixel_rng, min(_CHUNK, count - start))
-            stop = start + frames.wires.size
-            images[start:stop] = frames.images
-            labels[start:stop, 0] = frames.labels
-            wires[start:stop] = frames.wires
+    for name, (images, labels, wires) in drawn.items():
         subsets = {}
         if name == "test":
             subsets = {
@@ -158,6 +162,26 @@ def generate(params: CathDetParams, seed: int) -> LandmarkDataset:
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
     return LandmarkDataset.with_layout("cathdet", "synthetic", fixed_layout("cathdet"), splits)
+
+
+def _draw(
+    params: CathDetParams,
+    scene_rng: np.random.Generator,
+    pixel_rng: np.random.Generator,
+    count: int,
+) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+    """`count` frames: images (n, 1, H, W), labels (n, 1, 2) and wire counts (n,), rendered chunk
+    by chunk into arrays allocated once, so a paper-size split is held in memory once."""
+    images = np.empty((count, 1, *params.image_size), dtype=np.float32)
+    labels = np.empty((count, 1, 2), dtype=np.float32)
+    wires = np.empty(count, dtype=np.int64)
+    for start in range(0, count, _CHUNK):
+        frames = render_frames(params, scene_rng, pixel_rng, min(_CHUNK, count - start))
+        stop = start + frames.wires.size
+        images[start:stop] = frames.images
+        labels[start:stop, 0] = frames.labels
+        wires[start:stop] = frames.wires
+    return images, labels, wires
 
 
 def render_frames(

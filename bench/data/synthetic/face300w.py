@@ -75,6 +75,9 @@ class FaceParams:
 
     image_size: (H, W) of the stored images.
     n_train, n_val: training and validation faces (the paper: 3148 train).
+    n_val_appended: more validation faces, drawn after the test faces so that a larger
+        validation split leaves the training and test faces byte-identical (docs/data.md,
+        "Validation noise").
     n_common, n_challenging: test faces per subset (300-W: 554 and 135).
     train_challenging: share of training faces drawn with challenging conditions (HELEN, LFPW
         and AFW training images include some hard poses and occlusions).
@@ -107,6 +110,7 @@ class FaceParams:
     n_val: int
     n_common: int
     n_challenging: int
+    n_val_appended: int = 0
     train_challenging: float = 0.15
     box_fraction: tuple[float, float] = (0.6, 0.72)
     centre_jitter: float = 6.0
@@ -176,24 +180,41 @@ def generate(params: FaceParams, seed: int) -> LandmarkDataset:
         "val": _mixed(params.n_val, n_hard_val, rng),
         "test": np.r_[np.zeros(params.n_common, bool), np.ones(params.n_challenging, bool)],
     }
+    drawn = {name: _draw(params, rng, pixel_rng, hard) for name, hard in plans.items()}
+    n_hard_appended = round(params.train_challenging * params.n_val_appended)
+    more_images, more_labels = _draw(
+        params, rng, pixel_rng, _mixed(params.n_val_appended, n_hard_appended, rng)
+    )
+    images, labels = drawn["val"]
+    drawn["val"] = (np.concatenate([images, more_images]), np.concatenate([labels, more_labels]))
     splits = {}
-    for name, hard in plans.items():
-        # filled chunk by chunk: the paper profile's 3148 faces are 2.5 GB, kept once in memory
-        images = np.empty((hard.size, 3, *params.image_size), dtype=np.float32)
-        labels = np.empty((hard.size, 68, 2), dtype=np.float32)
-        for start in range(0, hard.size, _CHUNK):
-            scenes = sample_faces(params, rng, hard[start : start + _CHUNK])
-            stop = start + scenes.clean.shape[0]
-            images[start:stop] = render_faces(params, pixel_rng, scenes)
-            labels[start:stop] = _to_image(scenes.labels, params.image_size)
+    for name, (images, labels) in drawn.items():
         subsets = {}
         if name == "test":
             subsets = {
                 "common": torch.arange(params.n_common),
-                "challenging": torch.arange(params.n_common, hard.size),
+                "challenging": torch.arange(params.n_common, len(images)),
             }
         splits[name] = Split(torch.from_numpy(images), torch.from_numpy(labels), subsets)
     return LandmarkDataset.with_layout("face300w", "synthetic", fixed_layout("face300w"), splits)
+
+
+def _draw(
+    params: FaceParams,
+    rng: np.random.Generator,
+    pixel_rng: np.random.Generator,
+    hard: NDArray[np.bool_],
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Faces drawn challenging where `hard` is True: images (n, 3, H, W) and labels (n, 68, 2),
+    filled chunk by chunk (the paper profile's 3148 faces are 2.5 GB, kept once in memory)."""
+    images = np.empty((hard.size, 3, *params.image_size), dtype=np.float32)
+    labels = np.empty((hard.size, 68, 2), dtype=np.float32)
+    for start in range(0, hard.size, _CHUNK):
+        scenes = sample_faces(params, rng, hard[start : start + _CHUNK])
+        stop = start + scenes.clean.shape[0]
+        images[start:stop] = render_faces(params, pixel_rng, scenes)
+        labels[start:stop] = _to_image(scenes.labels, params.image_size)
+    return images, labels
 
 
 def _mixed(n: int, n_hard: int, rng: np.random.Generator) -> NDArray[np.bool_]:
