@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from bench.data.dataset import LandmarkDataset
+    from bench.data.sources import Prepared
     from bench.run.cell import CellConfig
 
 CONNECT_TIMEOUT_S = 3  # whole seconds: libpq refuses a fractional connect_timeout
@@ -176,6 +178,25 @@ def check_database(url: str, what: str) -> None:
         raise ValueError(f"{what} {shown}: cannot connect: {first}") from None
 
 
+def check_clocks(cells: Sequence[CellConfig], prepared: Sequence[Prepared]) -> None:
+    """Each cell's schedule clock fits its epochs and batches (`updates`); `prepared` holds one
+    dataset per distinct (task, profile, data_source, image_size), in cell order."""
+    import math
+
+    from bench.run.schedule import updates_per_epoch
+
+    datasets: dict[tuple[object, ...], LandmarkDataset] = {}
+    for cell in cells:
+        identity = (cell.task, cell.profile, cell.data_source, cell.image_size)
+        if identity not in datasets:
+            datasets[identity] = prepared[len(datasets)].dataset
+        batches = math.ceil(len(datasets[identity].split("train")) / cell.batch_size)
+        try:
+            updates_per_epoch(cell.schedule, cell.epochs, batches)
+        except ValueError as error:
+            raise ValueError(f"grid {cell.grid}: methods.{cell.method}: {error}") from None
+
+
 def check_data(cells: Sequence[CellConfig], data_root: Path | None) -> list[str]:
     """Load (or generate), check and cache every dataset the cells train on, and check each
     cell's task options against its data (`bench.data.sources.prepare_cells`); one line per
@@ -193,6 +214,7 @@ def check_data(cells: Sequence[CellConfig], data_root: Path | None) -> list[str]
         ) from None
     except RuntimeError as error:
         raise ValueError(str(error)) from None
+    check_clocks(cells, prepared)
     lines = []
     for item in prepared:
         sizes = "/".join(str(len(item.dataset.split(name))) for name in ("train", "val", "test"))

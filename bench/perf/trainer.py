@@ -174,7 +174,6 @@ class _Epochs:
         stats = run_epoch(
             self.model, self.optimizer, self.schedule, self.train, self.loop, generator
         )
-        self.schedule.step(stats.landmark_losses)
         record = epoch_record(stats, {}, self.cell.lr, self.dataset, self.sigma_unit, stats.seconds)
         self.log_epoch(epoch + 1, record)
 

@@ -44,6 +44,7 @@ class CellConfig:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-JSON view (for config.json and the key)."""
         data = asdict(self)
+        data["schedule"] = self.schedule.to_dict()
         if not self.task_options:
             del data["task_options"]
         return data

@@ -34,12 +34,16 @@ KEYS_BY_KIND: dict[str, tuple[str, ...]] = {
         "variance_of",
         "loss_scale",
         "reset_on_change",
+        "updates",
     ),
-    "linear": ("sigma0", "k", "sigma_min"),
+    "linear": ("sigma0", "k", "sigma_min", "updates"),
 }
 LENGTH_KEYS = ("sigma", "sigma0", "sigma_min", "rho", "max_step", "k")
 NULLABLE_KEYS = ("sigma0", "max_step")  # null: a quarter of the heatmap side; unbounded steps
-INTEGER_KEYS = ("window",)
+INTEGER_KEYS = ("window", "updates")
+# Keys added after cells were recorded: left out of a cell's dict, and so of its key, while they
+# hold these values, so every cell recorded before them keeps its key.
+ABSENT_UNLESS_SET: dict[str, Any] = {"updates": None}
 BOOLEAN_KEYS = ("restrict", "reset_on_change")
 # Enumerated keys. variance_of and loss_scale mirror adaloss.schedules.VARIANCE_READINGS and
 # LOSS_SCALES (a test keeps them equal; importing adaloss here would import torch).
@@ -60,7 +64,11 @@ class ScheduleConfig:
         and its readings (adaloss.schedules.Adaloss).
     unit: "epoch" steps the schedule once per epoch with the epoch's mean loss; "iteration" steps
         it once per batch (the paper's iteration-window variant).
-    k: the linear decay's step per epoch.
+    updates: the schedule's clock as a number of steps per run (a multiple of the cell's epochs,
+        spread evenly over each epoch's batches, each with the mean loss since the previous
+        step), so a short run can give the rule the paper's number of updates; None: `unit`'s.
+        The window counts steps either way.
+    k: the linear decay's step per update.
     """
 
     kind: str
@@ -77,6 +85,15 @@ class ScheduleConfig:
     reset_on_change: bool = False
     k: float | None = None
     sigma_ref: int | None = 256
+    updates: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, without the later keys that hold their absent value (cell keys)."""
+        data = dataclasses.asdict(self)
+        for key, absent in ABSENT_UNLESS_SET.items():
+            if data[key] == absent:
+                del data[key]
+        return data
 
 
 _DEFAULTS = ScheduleConfig(kind="adaloss")
@@ -86,7 +103,8 @@ _DEFAULTS = ScheduleConfig(kind="adaloss")
 PAPER_RULE: dict[str, Any] = {
     key: getattr(_DEFAULTS, key)
     for key in KEYS_BY_KIND["adaloss"]
-    if key not in ("sigma0", "sigma_min")  # the start and the floor: the grid's, not the rule's
+    # the start, the floor and the clock: the grid's, not the rule's
+    if key not in ("sigma0", "sigma_min", "updates")
 }
 
 
@@ -117,6 +135,31 @@ def check_choices(config: ScheduleConfig) -> None:
         value = getattr(config, key)
         if value not in choices:
             raise ValueError(f"schedule.{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def updates_per_epoch(config: ScheduleConfig, epochs: int, batches_per_epoch: int) -> int:
+    """How many times the schedule steps in each epoch of `epochs` with `batches_per_epoch`
+    batches: `updates / epochs`, every batch for unit "iteration", else once. Raises ValueError
+    when `updates` is not a multiple of the epochs or asks for more steps than batches."""
+    if config.updates is None:
+        return batches_per_epoch if config.unit == "iteration" else 1
+    if config.unit != "epoch":
+        raise ValueError(
+            f"schedule.updates and unit {config.unit!r} both set the clock; give one of them"
+        )
+    per_epoch, left = divmod(config.updates, epochs)
+    if left or not per_epoch:
+        raise ValueError(
+            f"schedule.updates: {config.updates} updates over {epochs} epochs; give a multiple "
+            f"of the epochs (at least one update an epoch), e.g. {max(1, per_epoch) * epochs}"
+        )
+    if per_epoch > batches_per_epoch:
+        raise ValueError(
+            f"schedule.updates: {config.updates} updates over {epochs} epochs is {per_epoch} an "
+            f"epoch, more than its {batches_per_epoch} batches; give at most "
+            f"{batches_per_epoch * epochs}"
+        )
+    return per_epoch
 
 
 def build_schedule(

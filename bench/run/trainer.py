@@ -9,8 +9,10 @@ What a cell does, top to bottom (`train_cell`):
     the points with the schedule's current sigma, step Adam on the mean of the per-landmark MSE,
     and sum the per-landmark losses on the device; one host sync per epoch;
  4. a non-finite loss (or weight) ends the cell with outcome "diverged": a result, not an error;
- 5. step the schedule with the epoch's mean per-landmark loss (or after every batch when
-    `cell.schedule.unit == "iteration"`), validate (decode + the task's metric), checkpoint
+ 5. step the schedule on its clock (`bench.run.schedule.updates_per_epoch`: once an epoch by
+    default, after every batch with `unit: iteration`, `updates / epochs` times an epoch with
+    `updates:`), each time with the mean per-landmark loss since its last step; validate
+    (decode + the task's metric), checkpoint
     every `checkpoint_every` epochs and after the last, and hand the epoch's metrics to
     `on_epoch` in one dict;
  6. evaluate the final model on the test split (the task's metrics, NTV of the conv layers).
@@ -47,7 +49,7 @@ from bench.data.sources import Prepared, prepare_dataset
 from bench.run.augment import random_rotation
 from bench.run.cell import CellConfig, cell_key
 from bench.run.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
-from bench.run.schedule import build_schedule, sigma_scale
+from bench.run.schedule import build_schedule, sigma_scale, updates_per_epoch
 from bench.tasks import get_task
 from bench.tasks.base import Task, concat_points, landmark_group
 
@@ -81,16 +83,18 @@ class CellResult:
 class LoopConfig:
     """The per-batch choices of a cell, fixed for its whole run.
 
-    step_per_batch: the schedule steps after every batch (unit "iteration").
-    keep_iteration_losses: the epoch's per-batch losses go to the schedule (Adaloss's
-        variance_of "iteration_losses"); target_energy: so does each landmark's mean square
-        target (its loss_scale "relative").
+    updates_per_epoch: how many times the schedule steps in an epoch, each time with the mean
+        loss of the iterations since its last step (1: once after the epoch; the number of
+        batches: after every batch). `bench.run.schedule.updates_per_epoch` decides it.
+    keep_iteration_losses: the per-batch losses of those iterations go to the schedule
+        (Adaloss's variance_of "iteration_losses"); target_energy: so does each landmark's mean
+        square target (its loss_scale "relative").
     rotation_deg: on-device rotation augmentation (0: none). normalize: target normalisation.
     """
 
     batch_size: int
     device: torch.device
-    step_per_batch: bool = False
+    updates_per_epoch: int = 1
     keep_iteration_losses: bool = False
     target_energy: bool = False
     rotation_deg: float = 0.0
@@ -104,17 +108,14 @@ class LoopConfig:
 @dataclass(frozen=True)
 class EpochStats:
     """One training epoch. landmark_losses: (K,) float64 mean loss per landmark over the epoch's
-    images (NaN/inf when it diverged). sigma: (K,) heatmap-pixel widths of its last batch.
-    iteration_losses: (n, K) float64 per-batch losses and target_energy: (K,) float64 mean square
-    of the targets over the epoch's images, each only when the loop keeps it."""
+    images (NaN/inf when it diverged). sigma: (K,) heatmap-pixel widths its last batch was
+    rendered with."""
 
     landmark_losses: Tensor
     sigma: Tensor
     finite: bool
     images: int
     seconds: float
-    iteration_losses: Tensor | None = None
-    target_energy: Tensor | None = None
 
 
 def train_cell(
@@ -147,7 +148,9 @@ def train_cell(
     loop = LoopConfig(
         batch_size=cell.batch_size,
         device=torch_device,
-        step_per_batch=cell.schedule.unit == "iteration",
+        updates_per_epoch=updates_per_epoch(
+            cell.schedule, cell.epochs, math.ceil(len(dataset.split("train")) / cell.batch_size)
+        ),
         keep_iteration_losses=cell.schedule.variance_of == "iteration_losses",
         target_energy=cell.schedule.loss_scale == "relative",
         rotation_deg=settings.rotation_deg,
@@ -181,13 +184,6 @@ def train_cell(
             if not stats.finite:
                 outcome = "diverged"
                 break
-            if not loop.step_per_batch:
-                losses = (
-                    stats.landmark_losses
-                    if stats.iteration_losses is None
-                    else stats.iteration_losses
-                )
-                step_schedule(schedule, losses, stats.target_energy)
             val_started = time.perf_counter()
             val_metrics = task.validate(predict(model, task, val.images, loop), val, dataset)
             seconds = stats.seconds + time.perf_counter() - val_started
@@ -223,9 +219,11 @@ def run_epoch(
 ) -> EpochStats:
     """One pass over `train` (tensors on `loop.device`) in the order drawn from `generator`.
 
-    Targets are rendered per batch from the (augmented) points with the schedule's current sigma;
-    nothing waits for the device until the epoch's losses are summed up at the end, except the
-    per-batch schedule step of the "iteration" unit (which needs each batch's loss on the host).
+    Targets are rendered per batch from the (augmented) points with the schedule's current sigma.
+    The schedule steps `loop.updates_per_epoch` times, evenly spread over the batches (the last
+    step after the last batch), each time with the mean per-landmark loss of the images since
+    its previous step; only those steps wait for the device. A non-finite loss ends the epoch
+    without stepping: the cell has diverged.
     """
     started = time.perf_counter()
     model.train()
@@ -233,47 +231,80 @@ def run_epoch(
     order = torch.randperm(len(train), generator=generator).to(loop.device)
     sigma = schedule.sigma.to(loop.device, torch.float32)
     k = train.points.shape[1]
+    batches = math.ceil(len(train) / loop.batch_size)
     loss_sum = torch.zeros(k, dtype=torch.float64, device=loop.device)
-    energy_sum = torch.zeros(k, dtype=torch.float64, device=loop.device)
-    iteration_losses = []
-    for start in range(0, len(train), loop.batch_size):
+    interval = _Interval(k, loop.device)
+    for batch, start in enumerate(range(0, len(train), loop.batch_size)):
         index = order[start : start + loop.batch_size]
         images, points = train.images[index], train.points[index]
         if loop.rotation_deg:
             images, points = random_rotation(images, points, loop.rotation_deg, generator)
-        targets = render_heatmaps(points, sigma, size, normalize=loop.normalize)
+        rendered = sigma
+        targets = render_heatmaps(points, rendered, size, normalize=loop.normalize)
         images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(images)
         losses = landmark_mse(heatmaps.float(), targets)  # (K,)
-        if loop.target_energy:
-            energy = targets.square().mean(dim=(0, *range(2, targets.ndim)))  # (K,)
-            energy_sum += energy.double() * len(index)
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(losses.mean())
         optimizer.step()
         batch_losses = losses.detach()
         loss_sum += batch_losses.double() * len(index)
-        if loop.keep_iteration_losses:
-            iteration_losses.append(batch_losses.double())
-        if loop.step_per_batch:
-            if not bool(torch.isfinite(batch_losses).all()):
+        interval.add(batch_losses, targets if loop.target_energy else None, len(index))
+        if update_due(batch, batches, loop.updates_per_epoch):
+            if not bool(torch.isfinite(interval.loss_sum).all()):
                 break  # the schedule refuses non-finite losses; the epoch has diverged
-            batch_energy = energy if loop.target_energy else None
-            sigma = step_schedule(schedule, batch_losses, batch_energy).to(
-                loop.device, torch.float32
-            )
+            step_losses = interval.iteration_losses() if loop.keep_iteration_losses else None
+            sigma = step_schedule(
+                schedule,
+                interval.mean_losses() if step_losses is None else step_losses,
+                interval.mean_energy() if loop.target_energy else None,
+            ).to(loop.device, torch.float32)
+            interval = _Interval(k, loop.device)
     finite = torch.isfinite(loss_sum).all() & all_finite(model)
     landmark_losses = (loss_sum / len(train)).cpu()  # the epoch's one host sync
     return EpochStats(
         landmark_losses=landmark_losses,
-        sigma=sigma.cpu().double(),
+        sigma=rendered.cpu().double(),
         finite=bool(finite),
         images=len(train),
         seconds=time.perf_counter() - started,
-        iteration_losses=torch.stack(iteration_losses).cpu() if iteration_losses else None,
-        target_energy=(energy_sum / len(train)).cpu() if loop.target_energy else None,
     )
+
+
+def update_due(batch: int, batches: int, updates: int) -> bool:
+    """Whether the schedule steps after 0-based `batch` of `batches`: `updates` steps spread
+    evenly, the last one after the last batch (1: the epoch's end; `batches`: every batch)."""
+    return (batch + 1) * updates // batches > batch * updates // batches
+
+
+class _Interval:
+    """The losses (and target energies) of the iterations since the schedule's last step,
+    summed on the device: float64 sums weighted by each batch's images, and each batch's (K,)
+    losses for the "iteration_losses" reading."""
+
+    def __init__(self, k: int, device: torch.device) -> None:
+        self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.energy_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.images = 0
+        self.batches: list[Tensor] = []
+
+    def add(self, losses: Tensor, targets: Tensor | None, images: int) -> None:
+        self.loss_sum += losses.double() * images
+        self.batches.append(losses.double())
+        if targets is not None:
+            energy = targets.square().mean(dim=(0, *range(2, targets.ndim)))  # (K,)
+            self.energy_sum += energy.double() * images
+        self.images += images
+
+    def mean_losses(self) -> Tensor:
+        return (self.loss_sum / self.images).cpu()
+
+    def iteration_losses(self) -> Tensor:
+        return torch.stack(self.batches).cpu()
+
+    def mean_energy(self) -> Tensor:
+        return (self.energy_sum / self.images).cpu()
 
 
 def step_schedule(schedule: SigmaSchedule, losses: Tensor, target_energy: Tensor | None) -> Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bench.run.trainer as trainer
-from adaloss.schedules import FixedSigma
+from adaloss.schedules import FixedSigma, LinearDecay
 from adaloss.targets import render_heatmaps
 from bench.data.dataset import Split
 from bench.data.sources import load_dataset
@@ -23,6 +23,7 @@ from bench.run.trainer import (
     resolve_device,
     run_epoch,
     train_cell,
+    update_due,
 )
 from bench.tasks.models import UNet
 
@@ -159,6 +160,93 @@ def test_schedule_steps_once_per_epoch_or_per_batch(
     if unit == "epoch":
         logged = [record["train_loss"] for record in result.history]
         assert [float(call.mean()) for call in spy.calls] == pytest.approx(logged)
+
+
+@pytest.mark.parametrize(
+    ("updates", "batches", "due"),
+    [
+        (1, 3, [False, False, True]),  # once an epoch: after its last batch
+        (3, 3, [True, True, True]),  # every batch
+        (2, 3, [False, True, True]),  # after 3 * 1/2 = 1.5 and 3 batches, rounded down
+        (2, 4, [False, True, False, True]),
+    ],
+)
+def test_updates_are_spread_evenly_over_the_epoch(
+    updates: int, batches: int, due: list[bool]
+) -> None:
+    assert [update_due(b, batches, updates) for b in range(batches)] == due
+
+
+def test_five_updates_in_125_batches_fall_every_25() -> None:
+    steps = [b + 1 for b in range(125) if update_due(b, 125, 5)]
+    assert steps == [25, 50, 75, 100, 125]
+
+
+class SpyDecay(LinearDecay):
+    """A linear decay that records what each step was given."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 8.0, 1.0, 0.5)
+        self.calls: list[torch.Tensor] = []
+
+    def step(self, landmark_losses: Any) -> torch.Tensor:
+        self.calls.append(torch.as_tensor(landmark_losses).clone())
+        return super().step(landmark_losses)
+
+
+def test_an_updates_clock_steps_mid_epoch_with_the_mean_loss_since_the_last_step(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # smoke CathDet: 24 training images in 3 batches of 8; 4 updates over 2 epochs = 2 an
+    # epoch, after batches 2 and 3 of each epoch. The decay starts at 8 heatmap px, -1 a step.
+    spies: list[SpyDecay] = []
+    rendered: list[float] = []
+    batch_losses: list[torch.Tensor] = []
+
+    def spy_schedule(*args: Any) -> SpyDecay:
+        spies.append(SpyDecay())
+        return spies[-1]
+
+    def spy_render(points: torch.Tensor, sigma: torch.Tensor, *args: Any, **kw: Any) -> Any:
+        rendered.append(float(sigma[0]))
+        return render_heatmaps(points, sigma, *args, **kw)
+
+    real_mse = trainer.landmark_mse
+
+    def spy_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = real_mse(pred, target)
+        batch_losses.append(losses.detach().double().clone())
+        return losses
+
+    monkeypatch.setattr(trainer, "build_schedule", spy_schedule)
+    monkeypatch.setattr(trainer, "render_heatmaps", spy_render)
+    monkeypatch.setattr(trainer, "landmark_mse", spy_mse)
+    config = ScheduleConfig(kind="linear", sigma0=8.0, k=1.0, sigma_ref=None, updates=4)
+    result = train_cell(smoke_cell(schedule=config, epochs=2), data_root=data_root)
+    (spy,) = spies
+    assert rendered == [8.0, 8.0, 7.0, 6.0, 6.0, 5.0]
+    # the logged sigma of an epoch is the one its last batch was rendered with
+    assert [record["sigma/tip"] for record in result.history] == [7.0, 5.0]
+    # landmark_mse runs in training only: batches 1-3 are epoch 1's, 4-6 epoch 2's
+    train = batch_losses
+    steps = [(train[0] + train[1]) / 2, train[2], (train[3] + train[4]) / 2, train[5]]
+    assert len(spy.calls) == 4
+    for call, expected in zip(spy.calls, steps, strict=True):
+        torch.testing.assert_close(call, expected)
+
+
+def test_the_default_clock_replays_through_a_fresh_schedule(data_root: Path) -> None:
+    # Once an epoch with the epoch's mean loss: feeding the logged training losses (K = 1) to a
+    # fresh Adaloss gives the sigma every next epoch was rendered with.
+    config = ScheduleConfig(kind="adaloss", window=2, sigma_ref=None)
+    result = train_cell(smoke_cell(schedule=config, epochs=5), data_root=data_root)
+    replay = build_schedule(config, 1, (32, 32))
+    expected = [float(replay.sigma[0])]
+    for record in result.history[:-1]:
+        expected.append(float(replay.step([record["train_loss"]])[0]))
+    logged = [record["sigma/tip"] for record in result.history]
+    assert logged == pytest.approx(expected, rel=1e-6)
+    assert len(set(logged)) > 1  # the rule moved sigma, so the replay is not trivially equal
 
 
 def test_cell_logs_one_dict_per_epoch_with_every_metric(data_root: Path) -> None:
