@@ -56,14 +56,32 @@ def report(
     # the report downloads small artifacts; MLflow's per-download progress bars are noise here
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     name = grid_experiment(grid_name)
+    folder = out or Path("reports") / name
     try:
         uri = inputs.check_tracking_uri(tracking.tracking_uri(tracking_uri))
         inputs.check_writable_folder(out or Path("reports"), "--out")
-        result = reports.build_report(
-            uri, name, profile=profile, reference=reference, grid_file=grid_name
-        )
+        # a grid of several budgets: one report per budget, then the budgets side by side
+        budgets = reports.store_budgets(uri, name, profile)
+        results = [
+            reports.build_report(
+                uri, name, profile=profile, reference=reference, grid_file=grid_name, epochs=epochs
+            )
+            for epochs in (budgets if len(budgets) > 1 else [None])
+        ]
     except ValueError as error:  # ReportError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
-    written = reports.write_report(result, out or Path("reports") / name, fmt, overlays=overlays)
-    click.echo(reports.render(result, fmt))
+    if len(results) == 1:
+        written = reports.write_report(results[0], folder, fmt, overlays=overlays)
+        click.echo(reports.render(results[0], fmt))
+    else:
+        from bench.track.budget import write_budget_report
+
+        written = []
+        for epochs, result in zip(budgets, results, strict=True):
+            written += reports.write_report(
+                result, folder / f"epochs{epochs}", fmt, overlays=overlays
+            )
+            click.echo(f"# {epochs} epochs\n\n" + reports.render(result, fmt))
+        written += write_budget_report(results, folder)
+        click.echo(written[-3].read_text(encoding="utf-8"))
     click.echo(f"wrote {', '.join(str(path) for path in written)} and figures", err=True)

@@ -20,6 +20,7 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
       linear:  {schedule: linear, sigma0: 60, k: 0.5}
     profiles:                # optional overrides of the task's per-profile defaults
       paper: {epochs: 100, batch_size: 8}
+      quick: {epochs: [20, 100]}   # a list of budgets: every cell at each, its own cell
     tune:                    # optional: `bench tune`'s search space (bench/scale/tune_space.py)
       method: adaloss
       space: {window: {low: 2, high: 8}, rho: {low: 0.05, high: 5, log: true}}
@@ -30,8 +31,9 @@ sigma_min, rho, max_step, k) are pixels of the sigma_ref frame, scaled to heatma
     adaloss: sigma0 (> 0; default a quarter of the heatmap side), sigma_min (> 0, default 1),
              window (>= 2), rho (> 0), max_step (> 0 or null), restrict (bool),
              unit (epoch | iteration), variance_of (epoch_means | iteration_losses),
-             loss_scale (raw | relative), reset_on_change (bool)
-    linear:  sigma0, k (required, > 0), sigma_min
+             loss_scale (raw | relative), reset_on_change (bool),
+             updates (steps per run, a multiple of the epochs; default: `unit`'s clock)
+    linear:  sigma0, k (required, > 0), sigma_min, updates
     any:     sigma_ref (overrides the top-level one for this method)
 
 Every mistake found while loading is a `GridError` whose message is one line naming the file, the
@@ -97,7 +99,8 @@ class Grid:
     """A validated grid file.
 
     methods: label -> schedule, in file order. profiles: profile -> {"epochs", "batch_size"}
-    overrides from the file (the task's defaults fill the rest in `expand_cells`).
+    overrides from the file (the task's defaults fill the rest in `expand_cells`); "epochs" is
+    a tuple of budgets, each trained as its own cells.
     """
 
     name: str
@@ -106,7 +109,7 @@ class Grid:
     lrs: tuple[float, ...]
     seeds: int
     methods: dict[str, ScheduleConfig]
-    profiles: dict[str, dict[str, int]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_source: str = "synthetic"
     extra: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] = field(default_factory=dict)
@@ -173,12 +176,14 @@ def expand_cells(
     lrs: Sequence[float] | None = None,
     epochs: int | None = None,
 ) -> list[CellConfig]:
-    """The grid's cells for `profile`, seed-major (every method and lr of the first seed first).
+    """The grid's cells for `profile`, seed-major (every budget, lr and method of the first seed
+    first).
 
     seeds: how many seeds from 0, or a range of seeds (None: the grid's count, from 0).
     methods: labels to keep (None: all). lrs, epochs: replace the grid's learning rates and the
-    profile's epochs. Raises GridError on an unknown profile or method label, on non-positive
-    overrides and on a seed range that is empty, negative or stepped.
+    profile's epochs (its budgets). Raises GridError on an unknown profile or method label, on
+    non-positive overrides, on a seed range that is empty, negative or stepped, and on a clock
+    (`updates`) that is not a multiple of a budget.
     """
     from bench.tasks import task_profiles
 
@@ -212,10 +217,19 @@ def expand_cells(
         raise GridError(f"{where}: --epochs: {epochs} must be at least 1")
 
     defaults = task_profiles(grid.task)[profile]
-    settings = {"epochs": defaults.epochs, "batch_size": defaults.batch_size}
+    settings: dict[str, Any] = {"epochs": (defaults.epochs,), "batch_size": defaults.batch_size}
     settings.update(grid.profiles.get(profile, {}))
     if epochs is not None:
-        settings["epochs"] = epochs
+        settings["epochs"] = (epochs,)
+    for label in labels:
+        updates = grid.methods[label].updates
+        for budget in settings["epochs"]:
+            if updates is not None and updates % budget:
+                fit = max(1, updates // budget) * budget
+                raise GridError(
+                    f"{where}: methods.{label}.updates: {updates} updates over {budget} epochs; "
+                    f"give a multiple of the epochs (at least one update an epoch), e.g. {fit}"
+                )
     return [
         CellConfig(
             grid=grid.name,
@@ -225,13 +239,14 @@ def expand_cells(
             lr=lr,
             seed=seed,
             profile=profile,
-            epochs=settings["epochs"],
+            epochs=budget,
             batch_size=settings["batch_size"],
             data_source=grid.data_source,
             extra=dict(grid.extra),
             task_options=dict(grid.task_options),
         )
         for seed in chosen_seeds
+        for budget in settings["epochs"]
         for lr in chosen_lrs
         for label in labels
     ]
@@ -419,7 +434,7 @@ class _GridReader:
                 )
             elif key in INTEGER_KEYS:
                 values[key] = self.positive(value, where, integer=True)
-                if values[key] < 2:
+                if key == "window" and values[key] < 2:
                     raise self.fail(where, f"must be at least 2 (a variance needs 2), got {value}")
             elif key in BOOLEAN_KEYS:
                 if not isinstance(value, bool):
@@ -442,7 +457,7 @@ class _GridReader:
             raise self.fail(at, f"schedule {kind!r} needs key {required!r}")
         return ScheduleConfig(**values)
 
-    def profiles(self, value: Any) -> dict[str, dict[str, int]]:
+    def profiles(self, value: Any) -> dict[str, dict[str, Any]]:
         profiles = self.mapping(value, ("profiles",))
         self.check_keys(profiles, PROFILES, ("profiles",))
         result = {}
@@ -451,10 +466,22 @@ class _GridReader:
             overrides = self.mapping(overrides or {}, at)
             self.check_keys(overrides, PROFILE_KEYS, at)
             result[str(name)] = {
-                key: self.positive(number, (*at, key), integer=True)
+                key: self.budgets(number, (*at, key))
+                if key == "epochs"
+                else self.positive(number, (*at, key), integer=True)
                 for key, number in overrides.items()
             }
         return result
+
+    def budgets(self, value: Any, at: KeyPath) -> tuple[int, ...]:
+        """`epochs: 100` or a list of budgets `[20, 100]`, each its own cells; no repeats."""
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise self.fail(at, "lists no budget; give a number of epochs or a list of them")
+        budgets = tuple(self.positive(item, at, integer=True) for item in items)
+        if len(set(budgets)) < len(budgets):
+            raise self.fail(at, f"{value} repeats a budget; list each number of epochs once")
+        return budgets
 
     def tune(self, value: Any, methods: dict[str, ScheduleConfig]) -> dict[str, Any]:
         """The raw `tune:` mapping, checked by `bench.scale.tune_space` with this file's lines."""

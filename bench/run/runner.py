@@ -227,14 +227,17 @@ def outcome_counts(reports: Sequence[CellReport]) -> dict[str, int]:
 def summary_rows(
     reports: Sequence[CellReport], data_root: Path | None = None
 ) -> list[tuple[str, ...]]:
-    """The header and one row per cell: cell, outcome, validation metric, test metric, time."""
+    """The header and one row per cell: cell, outcome, validation metric, test metric, time.
+    Cells of a grid with several budgets name their epochs."""
     metrics = TaskMetrics.of(reports[0].cell, data_root)
     header = ("cell", "outcome", f"{metrics.validation} (last epoch)", metrics.test, "time (s)")
+    several_budgets = len({report.cell.epochs for report in reports}) > 1
     return [
         header,
         *(
             (
-                cell_label(report.cell),
+                cell_label(report.cell)
+                + (f" epochs={report.cell.epochs}" if several_budgets else ""),
                 report.outcome,
                 format_value(report.validation),
                 format_value(report.test),

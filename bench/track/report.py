@@ -72,6 +72,8 @@ class Report:
     # per landmark: the task's landmark_metric, (method, lr) rows and one column per landmark
     landmark_metric: str | None = None
     landmarks: tuple[str, ...] = ()
+    headline_metric: str = ""
+    headline_higher_is_better: bool = False
 
 
 def build_report(
@@ -81,10 +83,13 @@ def build_report(
     profile: str | None = None,
     reference: str | None = None,
     grid_file: str | None = None,
+    epochs: int | None = None,
 ) -> Report:
     """Reads the grid's runs from the store at `uri`; raises ReportError when there are none,
     or when `reference` (the method the comparison pairs every other with) is not in the grid.
-    grid_file: the grid's YAML (default: the shipped grid `grid`), for the order of methods."""
+    grid_file: the grid's YAML (default: the shipped grid `grid`), for the order of methods.
+    epochs: only the cells of this budget (a grid that lists several reports each on its own,
+    `run_budgets`); None: every cell, which must then share one budget."""
     from bench.track.tracking import ROLE_TAG, cell_runs, open_store
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
@@ -101,6 +106,19 @@ def build_report(
     runs = [run for run in runs if run.data.tags.get("profile") == profile]
     if not runs:
         raise ReportError(f"experiment {grid!r} has no runs with profile {profile!r}")
+    budgets = run_budgets(runs)
+    if epochs is not None:
+        runs = [run for run in runs if run_epochs(run) == epochs]
+        if not runs:
+            raise ReportError(
+                f"experiment {grid!r} has no {profile} runs of {epochs} epochs (budgets: "
+                f"{', '.join(map(str, budgets))})"
+            )
+    elif len(budgets) > 1:
+        raise ReportError(
+            f"experiment {grid!r} holds several budgets ({', '.join(map(str, budgets))} "
+            "epochs); report each on its own"
+        )
     task_name = runs[0].data.tags["task"]
     task, layout = run_task(runs)
     metrics = task.summary_metrics
@@ -146,6 +164,8 @@ def build_report(
         reference=reference,
         landmark_metric=task.landmark_metric,
         landmarks=landmarks,
+        headline_metric=task.headline_metric,
+        headline_higher_is_better=task.headline_higher_is_better,
     )
 
 
@@ -172,7 +192,17 @@ def run_task(runs: Sequence[Any]) -> tuple[Task, DataLayout]:
     return get_task(tags["task"], layout, options), layout
 
 
-REGIME_COLUMNS = ("lr", "method", "seed", "epochs", "best", "best_epoch", "tail_gap", "last_gap")
+REGIME_COLUMNS = (
+    "lr",
+    "method",
+    "seed",
+    "epochs",
+    "best",
+    "best_epoch",
+    "tail_gain",
+    "tail_gap",
+    "last_gap",
+)
 
 
 def training_regime(
@@ -208,6 +238,7 @@ def training_regime(
                     "epochs": len(validation),
                     "best": judged.best,
                     "best_epoch": judged.best_epoch,
+                    "tail_gain": judged.tail_gain,
                     "tail_gap": judged.tail_gap,
                     "last_gap": judged.last_gap,
                     "status": judged.status,
@@ -224,10 +255,11 @@ def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
         "## Training regime of the best fixed sigma",
         "",
         f"Validation curve ({validation_metric}) of each seed of the best fixed sigma at each lr "
-        "(bench/track/regime.py): converged when the last quarter's best is within 5 % of the "
-        "best and the last epoch within 15 %; still improving when the last quarter beat the "
-        "earlier epochs by more than 5 %; overfit when it is worse while the training loss kept "
-        "falling.",
+        "(bench/track/regime.py): converged when the best lies before the last 10 % of the "
+        "epochs, the last quarter gains less than 2 % on the best of the first three quarters "
+        "(tail gain) and its best is within 5 % of the best (tail gap); still improving when "
+        "the best is late or the tail gains 2 % or more; overfit when the tail is worse while "
+        "the training loss kept falling.",
         "",
     ]
     rows = [
@@ -236,13 +268,13 @@ def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
             f"{row['lr']:g}",
             str(row["seed"]),
             f"{row['best']:.4g} ({row['best_epoch']}/{row['epochs']})",
+            f"{100 * row['tail_gain']:.1f} %",
             f"{100 * row['tail_gap']:.1f} %",
-            f"{100 * row['last_gap']:.1f} %",
             row["status"],
         ]
         for row in regime.to_dict(orient="records")
     ]
-    header = ["method", "lr", "seed", "best (epoch)", "tail gap", "last gap", "status"]
+    header = ["method", "lr", "seed", "best (epoch)", "tail gain", "tail gap", "status"]
     lines += [*_markdown_table(header, rows), ""]
     unfinished = regime[regime.status != "converged"]
     if unfinished.empty:
@@ -256,6 +288,33 @@ def regime_markdown(regime: pd.DataFrame, validation_metric: str) -> list[str]:
             "",
         ]
     return lines
+
+
+def store_budgets(uri: str, grid: str, profile: str | None = None) -> list[int]:
+    """The budgets (epochs) of the grid's cell runs of `profile` (default: the newest run's)
+    in the store at `uri`, ascending; [] when it has none (`build_report` then says why)."""
+    from bench.track.tracking import cell_runs, open_store
+
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        return []
+    client = open_store(uri)
+    experiment = client.get_experiment_by_name(grid)
+    if experiment is None:
+        return []
+    runs = [run for group in cell_runs(client, experiment.experiment_id).values() for run in group]
+    runs.sort(key=lambda run: run.info.start_time, reverse=True)
+    profile = profile or (runs[0].data.tags["profile"] if runs else None)
+    return run_budgets([run for run in runs if run.data.tags.get("profile") == profile])
+
+
+def run_epochs(run: Any) -> int:
+    """The budget (epochs) a cell run was configured with."""
+    return int(run.data.params["epochs"])
+
+
+def run_budgets(runs: Sequence[Any]) -> list[int]:
+    """The distinct budgets of cell runs, ascending."""
+    return sorted({run_epochs(run) for run in runs})
 
 
 def select_runs(runs: Sequence[Any]) -> list[Any]:
@@ -289,8 +348,8 @@ def in_method_order(records: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame
 
 
 def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: method, lr, seed, outcome, schedule, sigma, sigma_ref, paper_rule (see
-    `paper.follows_paper_rule`), run_id, metrics."""
+    """One row per run: method, lr, seed, epochs, outcome, schedule, sigma, sigma_ref,
+    paper_rule (see `paper.follows_paper_rule`), run_id, metrics."""
     import pandas as pd
 
     rows = []
@@ -301,6 +360,7 @@ def run_records(runs: Sequence[Any], metrics: Sequence[str]) -> pd.DataFrame:
                 "method": tags["method"],
                 "lr": float(tags["lr"]),
                 "seed": int(tags["seed"]),
+                "epochs": run_epochs(run),
                 "outcome": _outcome(run),
                 "schedule": params.get("schedule.kind", ""),
                 "sigma": _number(params.get("schedule.sigma")),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -293,6 +296,36 @@ MISTAKES = [
         "must be true or false",
     ),
     (
+        "updates on a fixed sigma",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed, sigma: 5, updates: 40}\n",
+        4,
+        "methods.s.updates",
+        "does not apply to schedule 'fixed'",
+    ),
+    (
+        "zero updates",
+        "task: cathdet\nlrs: [1e-3]\nmethods:\n  a: {schedule: adaloss, updates: 0}\n",
+        4,
+        "methods.a.updates",
+        "must be positive",
+    ),
+    (
+        "a repeated budget",
+        "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n"
+        "profiles:\n  quick: {epochs: [20, 20]}\n",
+        5,
+        "profiles.quick.epochs",
+        "repeats a budget",
+    ),
+    (
+        "an empty budget list",
+        "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n"
+        "profiles:\n  quick: {epochs: []}\n",
+        5,
+        "profiles.quick.epochs",
+        "lists no budget",
+    ),
+    (
         "loss scale on a fixed sigma",
         "task: cathdet\nlrs: [1e-3]\nmethods:\n  s: {schedule: fixed, sigma: 5, loss_scale: raw}\n",
         4,
@@ -316,6 +349,67 @@ def test_each_mistake_is_one_line_naming_file_line_and_key(
     assert message.startswith(where + (f"{key}: " if key else "")), message
     assert phrase in message
     assert "\n" not in message
+
+
+BUDGETS_GRID = """\
+task: cathdet
+lrs: [1e-3]
+methods:
+  sigma25: {schedule: fixed, sigma: 25}
+  ada100: {schedule: adaloss, max_step: 4, updates: 100}
+profiles:
+  quick: {epochs: [20, 100]}
+"""
+
+
+def test_a_list_of_budgets_makes_each_its_own_cells(tmp_path: Path) -> None:
+    grid = load_grid(str(write(tmp_path, BUDGETS_GRID)))
+    cells = expand_cells(grid, "quick", seeds=2)
+    assert [(c.seed, c.epochs, c.method) for c in cells] == [
+        (seed, epochs, method)
+        for seed in (0, 1)
+        for epochs in (20, 100)
+        for method in ("sigma25", "ada100")
+    ]
+    assert len({cell_key(c) for c in cells}) == 8
+    assert {c.schedule.updates for c in cells if c.method == "ada100"} == {100}
+    # --epochs replaces the list with one budget
+    assert {c.epochs for c in expand_cells(grid, "quick", epochs=50)} == {50}
+    # the profile without a list keeps the task's default budget
+    assert {c.epochs for c in expand_cells(grid, "smoke")} == {2}
+
+
+def test_updates_must_divide_into_every_budget(tmp_path: Path) -> None:
+    grid = load_grid(str(write(tmp_path, BUDGETS_GRID.replace("[20, 100]", "[30, 100]"))))
+    with pytest.raises(GridError) as caught:
+        expand_cells(grid, "quick")
+    assert str(caught.value) == (
+        f"{grid.path}: methods.ada100.updates: 100 updates over 30 epochs; give a multiple of "
+        "the epochs (at least one update an epoch), e.g. 90"
+    )
+    with pytest.raises(GridError, match=r"100 updates over 200 epochs; .* e\.g\. 200$"):
+        expand_cells(grid, "quick", epochs=200)
+
+
+def test_a_cell_without_updates_keeps_the_key_it_had_before_the_setting() -> None:
+    # The key of this cell, recorded before `updates` existed: sha256 of its sorted JSON with
+    # the schedule's fields as they were then (written out here, not derived from the code).
+    cell = expand_cells(load_grid("cathdet"), "quick", methods=["sigma25"], lrs=[1e-3])[0]
+    schedule = {
+        "kind": "fixed", "sigma": 25.0, "sigma0": None, "sigma_min": 1.0, "window": 3,
+        "rho": 0.9, "max_step": None, "restrict": True, "unit": "epoch",
+        "variance_of": "epoch_means", "loss_scale": "raw", "reset_on_change": False, "k": None,
+        "sigma_ref": 256,
+    }  # fmt: skip
+    payload = {
+        "grid": "cathdet", "task": "cathdet", "method": "sigma25", "schedule": schedule,
+        "lr": 0.001, "seed": 0, "profile": "quick", "epochs": 20, "batch_size": 16,
+        "data_source": "synthetic", "extra": {},
+    }  # fmt: skip
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    assert cell_key(cell) == hashlib.sha256(text.encode()).hexdigest()[:16]
+    with_clock = dataclasses.replace(cell, schedule=dataclasses.replace(cell.schedule, updates=20))
+    assert cell_key(with_clock) != cell_key(cell)
 
 
 def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
