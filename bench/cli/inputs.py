@@ -180,14 +180,14 @@ def check_database(url: str, what: str) -> None:
 
 def check_clocks(cells: Sequence[CellConfig], prepared: Sequence[Prepared]) -> None:
     """Each cell's schedule clock fits its epochs and batches (`updates`); `prepared` holds one
-    dataset per distinct (task, profile, data_source, image_size), in cell order."""
+    dataset per distinct `cell.data_identity`, in cell order."""
     import math
 
     from bench.run.schedule import updates_per_epoch
 
     datasets: dict[tuple[object, ...], LandmarkDataset] = {}
     for cell in cells:
-        identity = (cell.task, cell.profile, cell.data_source, cell.image_size)
+        identity = cell.data_identity
         if identity not in datasets:
             datasets[identity] = prepared[len(datasets)].dataset
         batches = math.ceil(len(datasets[identity].split("train")) / cell.batch_size)

@@ -71,13 +71,18 @@ def check_profile(profile: str) -> str:
 
 
 def variant_name(
-    source: str | Path, profile: str, seed: int = 0, image_size: tuple[int, int] | None = None
+    source: str | Path,
+    profile: str,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    validation_size: int | None = None,
 ) -> str:
-    """`synthetic-<profile>[-seed<k>]` or `real-<8 hex of the resolved path>-<profile>`, with
-    `-<H>x<W>` appended for an `image_size` other than the profile's."""
+    """`synthetic-<profile>[-seed<k>][-val<N>]` or `real-<8 hex of the resolved path>-<profile>`,
+    with `-<H>x<W>` appended for an `image_size` other than the profile's."""
     size = "" if image_size is None else f"-{image_size[0]}x{image_size[1]}"
     if str(source) == "synthetic":
-        return f"synthetic-{profile}" + (f"-seed{seed}" if seed else "") + size
+        validation = "" if validation_size is None else f"-val{validation_size}"
+        return f"synthetic-{profile}" + (f"-seed{seed}" if seed else "") + validation + size
     digest = hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:8]
     return f"real-{digest}-{profile}{size}"
 
@@ -100,6 +105,23 @@ def profile_params(task: str, profile: str) -> Any:
     return import_module(task, entry.synthetic).PROFILES[check_profile(profile)]
 
 
+def with_validation_size(params: Any, validation_size: int | None) -> Any:
+    """A generator's parameters with `validation_size` validation images (None: unchanged).
+    Generators that draw their splits from one stream append the extra images after the test
+    split (`n_val_appended`), so the training and test images stay the same; the others draw
+    each image from its own stream and simply take a larger `n_val`."""
+    if validation_size is None:
+        return params
+    if validation_size < params.n_val:
+        raise ValueError(
+            f"validation_size {validation_size} is below the profile's {params.n_val} validation "
+            f"images; give at least {params.n_val}"
+        )
+    if hasattr(params, "n_val_appended"):
+        return dataclasses.replace(params, n_val_appended=validation_size - params.n_val)
+    return dataclasses.replace(params, n_val=validation_size)
+
+
 def profile_image_size(task: str, profile: str) -> tuple[int, int]:
     """(H, W) of the stored images of `task` at `profile`."""
     entry = task_entry(task)
@@ -115,6 +137,7 @@ def provenance(
     source: str | Path,
     seed: int = 0,
     image_size: tuple[int, int] | None = None,
+    validation_size: int | None = None,
 ) -> dict[str, Any]:
     """Everything that determines a variant's content, as stored in its manifest."""
     entry = task_entry(task)
@@ -129,13 +152,19 @@ def provenance(
         if image_size is not None:
             raise ValueError("image_size applies to real data; synthetic data has its profile's")
         synthetic = import_module(task, entry.synthetic)
+        params = with_validation_size(synthetic.PROFILES[profile], validation_size)
         return {
             "source": "synthetic",
             "module": entry.synthetic,
             "generator_version": int(synthetic.GENERATOR_VERSION),
-            "parameters": dataclasses.asdict(synthetic.PROFILES[profile]),
+            "parameters": dataclasses.asdict(params),
             "seed": int(seed),
         }
+    if validation_size is not None:
+        raise ValueError(
+            "validation_size applies to synthetic data; real data keep the validation images "
+            "of their export"
+        )
     path = Path(source).resolve()
     if not path.exists():
         raise FileNotFoundError(
@@ -159,25 +188,28 @@ def prepare_dataset(
     *,
     seed: int = 0,
     image_size: tuple[int, int] | None = None,
+    validation_size: int | None = None,
     verify: bool = True,
 ) -> Prepared:
     """Load a task's variant from the cache, generating or loading and caching it if needed.
 
     source: "synthetic" or the path of the real data (read by the task's loader).
     image_size: (H, W) for real data; None: the profile's.
+    validation_size: the synthetic validation split's images; None: the profile's.
     verify: re-hash the cached files (see `bench.data.cache.load_cached`).
     """
     from bench.data import cache
 
     entry = task_entry(task)
-    expected = provenance(task, profile, source, seed, image_size)
-    directory = data_root(root) / task / variant_name(source, profile, seed, image_size)
+    expected = provenance(task, profile, source, seed, image_size, validation_size)
+    variant = variant_name(source, profile, seed, image_size, validation_size)
+    directory = data_root(root) / task / variant
     start = time.perf_counter()
     cached = cache.load_cached(directory, expected, verify=verify)
     if cached is not None:
         return Prepared(cached, directory, "cached", time.perf_counter() - start)
 
-    dataset = _produce(entry, profile, source, seed, image_size)
+    dataset = _produce(entry, profile, source, seed, image_size, validation_size)
     _check_layout(entry, dataset, expected)
     named = dataclasses.replace(dataset, variant=directory.name)
     cache.save_dataset(named, directory, expected)
@@ -190,25 +222,31 @@ def prepare_dataset(
 
 def load_dataset(task: str, profile: str = "quick", **options: Any) -> LandmarkDataset:
     """A task's dataset, memory-mapped from `<root>/<task>/<variant>/` (made once, then reused);
-    `options` are `prepare_dataset`'s (source, root, seed, image_size)."""
+    `options` are `prepare_dataset`'s (source, root, seed, image_size, validation_size)."""
     return prepare_dataset(task, profile, **options).dataset
+
+
+def prepare_cell_data(
+    cell: CellConfig, root: str | Path | None = None, *, verify: bool = True
+) -> Prepared:
+    """`prepare_dataset` for the dataset `cell` trains on (its `data_identity`)."""
+    return prepare_dataset(
+        cell.task,
+        cell.profile,
+        cell.data_source,
+        root,
+        image_size=cell.image_size,
+        validation_size=cell.validation_size,
+        verify=verify,
+    )
 
 
 def cell_task(cell: CellConfig, root: str | Path | None = None) -> Task:
     """The Task that trains and scores `cell`; a task shaped by its data (keypoints) gets the
     layout of the cell's data, prepared (or read from the cache) here."""
-    entry = task_entry(cell.task)
-    layout = entry.layout
+    layout = task_entry(cell.task).layout
     if layout is None:
-        prepared = prepare_dataset(
-            cell.task,
-            cell.profile,
-            cell.data_source,
-            root,
-            image_size=cell.image_size,
-            verify=False,
-        )
-        layout = prepared.dataset.layout
+        layout = prepare_cell_data(cell, root, verify=False).dataset.layout
     return get_task(cell.task, layout, cell.task_options)
 
 
@@ -217,15 +255,13 @@ def prepare_cells(cells: Sequence[CellConfig], root: str | Path | None = None) -
     so that bad data or task options stop a command before it records anything: the loaders'
     one-line ValueError (or an OSError) propagates, and nothing of bad data is cached.
 
-    Returns one Prepared per distinct (task, profile, data_source, image_size), in cell order.
+    Returns one Prepared per distinct `cell.data_identity`, in cell order.
     """
     prepared: dict[tuple[Any, ...], Prepared] = {}
     for cell in cells:
-        identity = (cell.task, cell.profile, cell.data_source, cell.image_size)
+        identity = cell.data_identity
         if identity not in prepared:
-            prepared[identity] = prepare_dataset(
-                cell.task, cell.profile, cell.data_source, root, image_size=cell.image_size
-            )
+            prepared[identity] = prepare_cell_data(cell, root)
         get_task(cell.task, prepared[identity].dataset.layout, cell.task_options)
     return list(prepared.values())
 
@@ -282,11 +318,13 @@ def _produce(
     source: str | Path,
     seed: int,
     image_size: tuple[int, int] | None,
+    validation_size: int | None,
 ) -> LandmarkDataset:
     if str(source) == "synthetic":
         synthetic = import_module(entry.name, str(entry.synthetic))
         log.info("generating %s/%s", entry.name, profile)
-        dataset: LandmarkDataset = synthetic.generate(synthetic.PROFILES[profile], seed)
+        params = with_validation_size(synthetic.PROFILES[profile], validation_size)
+        dataset: LandmarkDataset = synthetic.generate(params, seed)
         return dataset
     loader = import_module(entry.name, entry.loader)
     size = image_size or profile_image_size(entry.name, profile)

@@ -26,6 +26,8 @@ class CellConfig:
     task_options: the grid keys of a task shaped by its data (`keypoints`: image_size, metric);
         empty for the shipped tasks, and then left out of the dict and the key, so the keys of
         cells recorded before it existed still match.
+    validation_size: the synthetic validation split's images (docs/data.md, "Validation noise");
+        None: the profile's, and then left out of the dict and the key like task_options.
     """
 
     grid: str
@@ -40,6 +42,7 @@ class CellConfig:
     data_source: str = "synthetic"
     extra: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    validation_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain-JSON view (for config.json and the key)."""
@@ -47,7 +50,14 @@ class CellConfig:
         data["schedule"] = self.schedule.to_dict()
         if not self.task_options:
             del data["task_options"]
+        if self.validation_size is None:
+            del data["validation_size"]
         return data
+
+    @property
+    def data_identity(self) -> tuple[Any, ...]:
+        """What decides the dataset a cell trains on: cells that share it share one dataset."""
+        return (self.task, self.profile, self.data_source, self.image_size, self.validation_size)
 
     @property
     def image_size(self) -> tuple[int, int] | None:

@@ -8,6 +8,8 @@ A grid is a YAML mapping (shipped ones live in `bench/grids/`; users pass their 
     seeds: 1                 # how many seeds (0 .. seeds-1); `--seeds N` or `A-B` overrides
     data_source: synthetic   # optional: "synthetic" (default) or a path to real data
                              # (required for keypoints: a COCO export or a .pts folder)
+    validation_size: 8000    # synthetic only, optional: validation images (default: the
+                             # profile's); docs/data.md, "Validation noise"
     image_size: [64, 64]     # keypoints only, optional: (H, W) the images are resized to
     metric: {pck_radius: 10} # keypoints only, optional: pck_radius and match_radius (pixels
                              # of the original images), normalizer: [i, j] (NME between two
@@ -72,6 +74,7 @@ TOP_LEVEL_KEYS = (
     "lrs",
     "seeds",
     "data_source",
+    "validation_size",
     "image_size",
     "metric",
     "extra",
@@ -114,6 +117,7 @@ class Grid:
     extra: dict[str, Any] = field(default_factory=dict)
     tune: dict[str, Any] = field(default_factory=dict)
     task_options: dict[str, Any] = field(default_factory=dict)
+    validation_size: int | None = None
 
 
 def shipped_grids() -> list[str]:
@@ -244,6 +248,7 @@ def expand_cells(
             data_source=grid.data_source,
             extra=dict(grid.extra),
             task_options=dict(grid.task_options),
+            validation_size=grid.validation_size,
         )
         for seed in chosen_seeds
         for budget in settings["epochs"]
@@ -374,6 +379,17 @@ class _GridReader:
         extra = self.extra(top.get("extra") or {})
         task_options = self.task_options(task, top, data_source)
         tune = self.tune(top["tune"], methods) if "tune" in top else {}
+        validation_size = None
+        if "validation_size" in top:
+            if data_source != "synthetic":
+                raise self.fail(
+                    ("validation_size",),
+                    "applies to synthetic data; real data keep the validation images of their "
+                    "export",
+                )
+            validation_size = self.positive(
+                top["validation_size"], ("validation_size",), integer=True
+            )
         return Grid(
             name=self.path.stem,
             path=self.path,
@@ -386,6 +402,7 @@ class _GridReader:
             extra=extra,
             tune=tune,
             task_options=task_options,
+            validation_size=validation_size,
         )
 
     def task(self, value: Any) -> str:

@@ -45,7 +45,7 @@ from adaloss.metrics import model_ntv
 from adaloss.schedules import Adaloss, SigmaSchedule
 from adaloss.targets import render_heatmaps
 from bench.data.dataset import LandmarkDataset, Split
-from bench.data.sources import Prepared, prepare_dataset
+from bench.data.sources import Prepared, prepare_cell_data
 from bench.run.augment import random_rotation
 from bench.run.cell import CellConfig, cell_key
 from bench.run.checkpoint import load_latest, restore_rng_state, rng_state, save_checkpoint
@@ -138,9 +138,7 @@ def train_cell(
     torch_device = resolve_device(device)
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
-    prepared = prepare_dataset(
-        cell.task, cell.profile, cell.data_source, data_root, image_size=cell.image_size
-    )
+    prepared = prepare_cell_data(cell, data_root)
     dataset = prepared.dataset
     task = get_task(cell.task, dataset.layout, cell.task_options)
     settings = task.settings(cell.profile, cell.extra)

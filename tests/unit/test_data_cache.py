@@ -286,3 +286,23 @@ def test_unsafe_subset_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="subset name 'a/b'"):
         cache.save_dataset(bad, tmp_path / "v", {})
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("task", ["cathdet", "endovis"])
+def test_a_validation_size_is_its_own_variant_with_the_same_train_and_test(
+    tmp_path: Path, task: str
+) -> None:
+    plain = sources.prepare_dataset(task, "smoke", root=tmp_path)
+    grown = sources.prepare_dataset(task, "smoke", root=tmp_path, validation_size=20)
+    assert plain.directory.name == "synthetic-smoke"
+    assert grown.directory.name == "synthetic-smoke-val20"
+    assert len(plain.dataset.split("val")) == 8  # the smoke profile's
+    assert len(grown.dataset.split("val")) == 20
+    for name in ("train", "test"):
+        assert torch.equal(plain.dataset.split(name).images, grown.dataset.split(name).images)
+    prefix = grown.dataset.split("val").images[:8]
+    assert torch.equal(prefix, plain.dataset.split("val").images)
+    with pytest.raises(
+        ValueError, match=r"validation_size 5 is below the profile's 8 .* at least 8"
+    ):
+        sources.prepare_dataset(task, "smoke", root=tmp_path, validation_size=5)
