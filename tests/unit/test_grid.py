@@ -43,13 +43,18 @@ def write(tmp_path: Path, text: str, name: str = "mine.yaml") -> Path:
 
 def test_shipped_grids_expand_to_the_papers_cells() -> None:
     assert shipped_grids() == [
+        "budget_cathdet",
+        "budget_endovis",
         "cathdet",
         "cathdet_ablation",
+        "clock_cathdet",
+        "clock_face300w",
         "endovis",
         "face300w",
         "readings_cathdet",
         "readings_endovis",
         "readings_face300w",
+        "resolution_cathdet",
     ]
     cathdet = expand_cells(load_grid("cathdet"), "quick")
     assert len(cathdet) == 10  # sigma 5, 25, 40, 60 and Adaloss at lr 1e-3 and 1e-4
@@ -70,6 +75,34 @@ def test_shipped_grids_expand_to_the_papers_cells() -> None:
     assert (ablation["iteration"].unit, ablation["iteration"].window) == ("iteration", 125)
     assert ablation["unrestricted"].restrict is False and ablation["literal"].restrict is True
     assert (ablation["linear"].kind, ablation["linear"].k) == ("linear", 3)
+
+
+def test_the_budget_grids_hold_the_preregistered_cells() -> None:
+    # docs/preregistration-budget.md, "Grids"
+    budget = expand_cells(load_grid("budget_cathdet"), "quick")
+    assert len(budget) == 5 * 2 * 5  # methods x budgets x seeds
+    assert {c.epochs for c in budget} == {20, 100}
+    assert {c.validation_size for c in budget} == {3200}
+    clock = expand_cells(load_grid("clock_cathdet"), "quick")
+    assert {(c.method, c.schedule.updates) for c in clock if c.schedule.updates} == {
+        ("step_limited_u100", 100),
+        ("literal_u100", 100),
+    }
+
+    # the clock grid's other cells are budget_cathdet's 20-epoch cells but for the grid's name
+    def renamed(cells: list) -> list[str]:
+        return sorted(json.dumps({**c.to_dict(), "grid": "x"}, sort_keys=True) for c in cells)
+
+    short = [c for c in budget if c.epochs == 20]
+    assert renamed([c for c in clock if not c.schedule.updates]) == renamed(short)
+    endovis = expand_cells(load_grid("budget_endovis"), "quick")
+    assert {c.epochs for c in endovis} == {30, 150} and len(endovis) == 50
+    faces = expand_cells(load_grid("clock_face300w"), "quick")
+    assert {c.validation_size for c in faces} == {None}  # the exported cells are its cells
+    assert {c.schedule.updates for c in faces} == {None, 150}
+    probe = expand_cells(load_grid("resolution_cathdet"), "paper")
+    assert len(probe) == 2 * 2 * 2 and {c.epochs for c in probe} == {20}
+    assert {c.extra["width"] for c in probe} == {8}
 
 
 def test_the_readings_grids_hold_the_six_preregistered_candidates() -> None:
@@ -310,6 +343,13 @@ MISTAKES = [
         "must be positive",
     ),
     (
+        "a validation size of zero",
+        "task: cathdet\nlrs: [1e-3]\nvalidation_size: 0\nmethods: {a: {schedule: adaloss}}\n",
+        3,
+        "validation_size",
+        "must be positive",
+    ),
+    (
         "a repeated budget",
         "task: cathdet\nlrs: [1e-3]\nmethods: {a: {schedule: adaloss}}\n"
         "profiles:\n  quick: {epochs: [20, 20]}\n",
@@ -377,6 +417,20 @@ def test_a_list_of_budgets_makes_each_its_own_cells(tmp_path: Path) -> None:
     assert {c.epochs for c in expand_cells(grid, "quick", epochs=50)} == {50}
     # the profile without a list keeps the task's default budget
     assert {c.epochs for c in expand_cells(grid, "smoke")} == {2}
+
+
+def test_a_validation_size_reaches_every_cell_and_its_key(tmp_path: Path) -> None:
+    plain = load_grid(str(write(tmp_path, BUDGETS_GRID)))
+    sized = load_grid(str(write(tmp_path, BUDGETS_GRID + "validation_size: 8000\n", "v.yaml")))
+    plain_cells, sized_cells = expand_cells(plain, "quick"), expand_cells(sized, "quick")
+    assert {c.validation_size for c in plain_cells} == {None}
+    assert {c.validation_size for c in sized_cells} == {8000}
+    assert "validation_size" not in plain_cells[0].to_dict()
+    assert sized_cells[0].to_dict()["validation_size"] == 8000
+    assert (
+        dataclasses.replace(sized_cells[0], grid=plain.name, validation_size=None)
+        == (plain_cells[0])
+    )
 
 
 def test_updates_must_divide_into_every_budget(tmp_path: Path) -> None:
