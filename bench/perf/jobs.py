@@ -1,5 +1,6 @@
 """`bench perf jobs`: training throughput of several processes side by side against one process
-with all the cores, the choice `bench run --jobs` makes on a CPU.
+with all the cores, the choice `bench run --jobs` makes on a CPU (and on one GPU, with
+`--device cuda`: several cells sharing it against one alone).
 
 One arrangement is one process on every visible core's thread; the other is `--jobs` processes
 at once, each on its share of the threads (as `bench run --jobs` gives them). Every process
@@ -14,6 +15,7 @@ machine load; the ratio compares the best round of each.
 from __future__ import annotations
 
 import importlib
+import json
 import multiprocessing
 import queue
 import time
@@ -38,6 +40,7 @@ class Workload:
     landmarks: int
     image_size: tuple[int, int]
     steps: int
+    device: str = "cpu"
 
 
 @click.command()
@@ -59,21 +62,43 @@ class Workload:
 @click.option(
     "--repeats", default=2, show_default=True, type=click.IntRange(min=1), help="Rounds each."
 )
-def jobs(task_name: str, profile: str, processes: int | None, steps: int, repeats: int) -> None:
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where the processes train (cuda: all on the first GPU, bf16 as the trainer).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def jobs(
+    task_name: str,
+    profile: str,
+    processes: int | None,
+    steps: int,
+    repeats: int,
+    device: str,
+    as_json: bool,
+) -> None:
     """Time one process on all cores against `--jobs` processes side by side, training the
-    task's model on the CPU; says which arrangement trains more images per second here."""
+    task's model; says which arrangement trains more images per second here."""
     from bench.run.runner import default_jobs, threads_per_process
 
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.ClickException("--device cuda: CUDA is not available; use --device cpu")
     cores = threads_per_process(1)
-    run_default = default_jobs("cpu")
+    run_default = default_jobs(device)
     processes = processes or max(2, run_default)
     threads_each = threads_per_process(processes)
-    workload = _workload(task_name, profile, steps)
-    click.echo(
-        f"{task_name}/{profile}: batch {workload.batch_size} x {workload.channels} x "
-        f"{workload.image_size[0]} x {workload.image_size[1]}, {steps} steps per process; "
-        f"{cores} cores; best of {repeats} rounds after {WARM_UP_STEPS} warm-up steps"
-    )
+    workload = _workload(task_name, profile, steps, device)
+    if not as_json:
+        click.echo(
+            f"{task_name}/{profile}: batch {workload.batch_size} x {workload.channels} x "
+            f"{workload.image_size[0]} x {workload.image_size[1]}, {steps} steps per process; "
+            f"{cores} cores; best of {repeats} rounds after {WARM_UP_STEPS} warm-up steps"
+        )
     arrangements = {
         f"1 process x {_threads(cores)}": (1, cores),
         f"{processes} processes x {_threads(threads_each)}": (processes, threads_each),
@@ -82,14 +107,27 @@ def jobs(task_name: str, profile: str, processes: int | None, steps: int, repeat
     for _ in range(repeats):
         for label, (count, threads) in arrangements.items():
             best[label] = max(best[label], throughput(workload, count, threads))
+    together, apart = best.values()
+    if as_json:
+        record = {
+            "task": task_name,
+            "profile": profile,
+            "device": device,
+            "processes": processes,
+            "one_images_per_s": together,
+            "several_images_per_s": apart,
+            "ratio": apart / together,
+            "bench_run_default_jobs": run_default,
+        }
+        click.echo(json.dumps(record, sort_keys=True))
+        return
     for label, images_per_s in best.items():
         click.echo(f"{label + ':':<28} {images_per_s:8.1f} images/s")
-    together, apart = best.values()
     ratio = apart / together
     faster = f"--jobs {processes}" if ratio > 1 else "--jobs 1"
     click.echo(
         f"ratio {ratio:.3f}: {processes} processes train {ratio:.2f}x the images per second of "
-        f"one; faster here: {faster} (bench run's CPU default on this machine: --jobs "
+        f"one; faster here: {faster} (bench run's default on this machine's {device}: --jobs "
         f"{run_default})"
     )
 
@@ -98,7 +136,7 @@ def _threads(count: int) -> str:
     return f"{count} thread" if count == 1 else f"{count} threads"
 
 
-def _workload(task_name: str, profile: str, steps: int) -> Workload:
+def _workload(task_name: str, profile: str, steps: int, device: str = "cpu") -> Workload:
     from bench.tasks import fixed_layout, get_task, task_entry
 
     generator = importlib.import_module(str(task_entry(task_name).synthetic))
@@ -112,6 +150,7 @@ def _workload(task_name: str, profile: str, steps: int) -> Workload:
         landmarks=len(layout.landmark_names),
         image_size=(height, width),
         steps=steps,
+        device=device,
     )
 
 
@@ -155,31 +194,38 @@ def _train_steps(workload: Workload, threads: int, start_together: Any, spans: A
     import torch
     import torch.nn.functional as F
 
-    from bench.run.trainer import prepare_model
+    from bench.run.trainer import prepare_model, uses_bf16
     from bench.tasks import get_task
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    device = torch.device("cpu")
+    device = torch.device(workload.device)
+    bf16 = uses_bf16(device)
     task = get_task(workload.task)
     model = prepare_model(
         task.build_model(workload.profile, workload.channels, workload.landmarks), device
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     shape = (workload.batch_size, workload.channels, *workload.image_size)
-    images = torch.rand(shape).contiguous(memory_format=torch.channels_last)
-    targets = torch.rand(workload.batch_size, workload.landmarks, *workload.image_size)
+    images = torch.rand(shape).to(device).contiguous(memory_format=torch.channels_last)
+    targets = torch.rand(workload.batch_size, workload.landmarks, *workload.image_size).to(device)
 
     def step() -> None:
-        loss = F.mse_loss(model(images), targets)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            heatmaps = model(images)
+        loss = F.mse_loss(heatmaps.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     for _ in range(WARM_UP_STEPS):
         step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start_together.wait()
     start = time.monotonic()
     for _ in range(workload.steps):
         step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     spans.put((start, time.monotonic()))

@@ -90,6 +90,9 @@ class LoopConfig:
         (Adaloss's variance_of "iteration_losses"); target_energy: so does each landmark's mean
         square target (its loss_scale "relative").
     rotation_deg: on-device rotation augmentation (0: none). normalize: target normalisation.
+    bf16: the forward pass under bfloat16 autocast (the trainer's choice on CUDA:
+        `uses_bf16`). channels_last: batches in the channels_last layout the model is in
+        (`prepare_model`).
     """
 
     batch_size: int
@@ -99,10 +102,18 @@ class LoopConfig:
     target_energy: bool = False
     rotation_deg: float = 0.0
     normalize: str | None = None
+    bf16: bool = False
+    channels_last: bool = True
 
     @property
-    def bf16(self) -> bool:
-        return self.device.type == "cuda"
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+
+def uses_bf16(device: torch.device) -> bool:
+    """Whether the trainer autocasts to bfloat16 on `device`: on CUDA (tensor cores), not on the
+    CPU, where the regime criteria and every recorded result were measured in float32."""
+    return device.type == "cuda"
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,7 @@ def train_cell(
         target_energy=cell.schedule.loss_scale == "relative",
         rotation_deg=settings.rotation_deg,
         normalize=settings.normalize,
+        bf16=uses_bf16(torch_device),
     )
 
     with deterministic_algorithms(torch_device):
@@ -239,7 +251,7 @@ def run_epoch(
             images, points = random_rotation(images, points, loop.rotation_deg, generator)
         rendered = sigma
         targets = render_heatmaps(points, rendered, size, normalize=loop.normalize)
-        images = images.contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=loop.memory_format)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(images)
         losses = landmark_mse(heatmaps.float(), targets)  # (K,)
@@ -327,7 +339,7 @@ def predict(model: nn.Module, task: Task, images: Tensor, loop: LoopConfig) -> T
     parts = []
     for start in range(0, len(images), loop.batch_size):
         batch = images[start : start + loop.batch_size].to(loop.device)
-        batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=loop.memory_format)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(batch)
         parts.append(task.decode(heatmaps.float()))
@@ -382,10 +394,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """The model on `device` in channels_last, the layout the batches are given in: faster on
-    CUDA (tensor cores) and on the CPU (1.6x for the quick U-Net, `bench perf trainer`)."""
-    return model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+    """The model on `device` in channels_last (unless told otherwise), the layout the batches
+    are given in: faster on CUDA (tensor cores) and on the CPU (1.6x for the quick U-Net,
+    `bench perf trainer`)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return model.to(device).to(memory_format=layout)  # type: ignore[call-overload]
 
 
 def on_device(split: Split, device: torch.device) -> Split:
