@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("cathdet", "face300w", "endovis")
+# `python -m bench` with this interpreter: no console script needed (a checkout on PYTHONPATH)
+BENCH = (sys.executable, "-m", "bench")
 MIN_STEP_S = 5.0
 RESUME_GRID = """\
 task: cathdet
@@ -78,7 +80,7 @@ def bench(args: Sequence[str], clock: Clock, env: dict[str, str]) -> str:
         raise OutOfTime
     try:
         done = subprocess.run(
-            ["bench", *args], capture_output=True, text=True, timeout=left, env=env, check=False
+            [*BENCH, *args], capture_output=True, text=True, timeout=left, env=env, check=False
         )
     except subprocess.TimeoutExpired:
         raise OutOfTime from None
@@ -142,7 +144,7 @@ def resume(work: Path, device: str, clock: Clock, env: dict[str, str]) -> dict[s
     args = ["run", "--grid", str(grid), "--profile", "smoke", "--device", device, "--jobs", "1"]
     bench([*args, "--tracking-uri", f"sqlite:///{straight / 'mlflow.db'}"], clock, env)
     process = subprocess.Popen(
-        ["bench", *args, "--tracking-uri", f"sqlite:///{killed / 'mlflow.db'}"],
+        [*BENCH, *args, "--tracking-uri", f"sqlite:///{killed / 'mlflow.db'}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
