@@ -3,13 +3,16 @@ and the exit-code convention every command follows.
 
 Exit codes: 0 when everything asked for finished; 1 when cells (or trials) were trained and some
 failed; 2 for bad input (an option, a grid file, a data source, a store), found before anything
-is written; 130 when interrupted (Ctrl-C).
+is written; 130 when interrupted (Ctrl-C); 143 when terminated (SIGTERM, which Slurm, container
+runtimes, `timeout` and shutdowns send), handled as Ctrl-C is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,36 @@ import click
 from bench.profiles import PROFILES
 from bench.tasks import SYNTHETIC_TASKS
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_CODES_HELP = (
     "Exit codes: 0 all finished; 1 some cells failed; 2 bad input (nothing was written); "
-    "130 interrupted."
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt so that the same code closes the
+    open runs KILLED and ends the cell processes; the command then exits 143."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises Terminated in the main thread, as SIGINT raises
+    KeyboardInterrupt."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_exit_code(error: KeyboardInterrupt) -> int:
+    """143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
 
 
 class BadInput(click.ClickException):

@@ -129,21 +129,22 @@ def run(
         err=True,
     )
     try:
-        reports = runner.run_grid(
-            cells,
-            client=client,
-            experiment_id=experiment_id,
-            grid=grid.name,
-            profile=profile,
-            options=options,
-            command=shlex.join(["bench", *sys.argv[1:]]),
-        )
-    except KeyboardInterrupt:
+        with cli_options.sigterm_as_interrupt():
+            reports = runner.run_grid(
+                cells,
+                client=client,
+                experiment_id=experiment_id,
+                grid=grid.name,
+                profile=profile,
+                options=options,
+                command=shlex.join(["bench", *sys.argv[1:]]),
+            )
+    except KeyboardInterrupt as error:
         click.echo(
             "\ninterrupted: the open runs are marked KILLED; run the same command to resume",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(cli_options.interrupted_exit_code(error))
     if all(report.outcome == "skipped" for report in reports):
         click.echo(
             f"all {len(reports)} cells already have a FINISHED run; nothing to do "

@@ -180,11 +180,12 @@ def tune(
     )
     try:
         if trials:
-            study.optimize(run, n_trials=trials, catch=(Exception,))
-    except KeyboardInterrupt:
+            with cli_options.sigterm_as_interrupt():
+                study.optimize(run, n_trials=trials, catch=(Exception,))
+    except KeyboardInterrupt as error:
         tracker.finish("KILLED", _counts(run.outcomes))
         click.echo("\ninterrupted: the open trial is marked KILLED and FAIL", err=True)
-        sys.exit(130)
+        sys.exit(cli_options.interrupted_exit_code(error))
     if run.progress is not None:
         run.progress.close()
     click.echo(tuning.summary_text(study, validation_metric, with_importances=show))

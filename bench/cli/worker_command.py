@@ -126,10 +126,11 @@ def worker(
     )
     serving = workers.Worker(storage, options, say=lambda text: click.echo(text, err=True))
     try:
-        reports = serving.run()
-    except KeyboardInterrupt:
+        with cli_options.sigterm_as_interrupt():
+            reports = serving.run()
+    except KeyboardInterrupt as error:
         click.echo("\ninterrupted: this worker's cell went back to the queue", err=True)
-        sys.exit(130)
+        sys.exit(cli_options.interrupted_exit_code(error))
     if not reports:
         click.echo("no cell was waiting; nothing to do", err=True)
         return

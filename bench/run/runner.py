@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import queue
 import shutil
+import signal
+import sys
 import time
 import traceback
 from collections import deque
@@ -396,7 +398,7 @@ def _run_processes(cells: Sequence[CellConfig], session: _Session, options: RunO
         inbox = context.Queue()
         process = context.Process(
             target=_process_main,
-            args=(slot, devices[slot], threads, inbox, outbox, options),
+            args=(slot, devices[slot], threads, inbox, outbox, options, os.getpid()),
             name=f"bench-cell-process-{slot}",
             daemon=True,
         )
@@ -456,11 +458,19 @@ def _run_processes(cells: Sequence[CellConfig], session: _Session, options: RunO
 
 
 def _process_main(
-    slot: int, device: str, threads: int, inbox: Any, outbox: Any, options: RunOptions
+    slot: int,
+    device: str,
+    threads: int,
+    inbox: Any,
+    outbox: Any,
+    options: RunOptions,
+    parent_pid: int,
 ) -> None:
-    """A cell process: trains the cells it is sent until it receives None."""
+    """A cell process: trains the cells it is sent until it receives None, and ends with its
+    parent (`die_with_parent`)."""
     import torch
 
+    die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     train = _train_function(options.train_fn)
     try:
@@ -480,6 +490,21 @@ def _process_main(
                 outbox.put(("done", slot, key, _portable(result)))
     except KeyboardInterrupt:
         return  # the parent marks this process's run KILLED
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux's
+    PR_SET_PDEATHSIG), so that a cell process whose `bench run` was killed (SIGKILL, a lost
+    session) ends instead of waiting for cells for ever; exit at once if the parent is already
+    gone. Elsewhere a no-op: the parent's terminate() still ends it on Ctrl-C and SIGTERM."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
 def _portable(result: Any) -> Any:
