@@ -161,6 +161,9 @@ def check_database(url: str, what: str) -> None:
     """The database accepts a connection within the timeout (nothing is written)."""
     import sqlalchemy
 
+    from bench.track.tracking import database_url
+
+    url = database_url(url)
     parts = urlsplit(url)
     shown = url if parts.password is None else url.replace(f":{parts.password}@", ":***@")
     connect_args = (

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import threading
 import time
 import warnings
@@ -40,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from bench.run.cell import CellConfig, cell_key
 from bench.scale.timing import Liveness
+from bench.track.tracking import database_url
 
 DEFAULT_STUDY_STORAGE = "sqlite:///mlruns/optuna.db"
 JOURNAL_PREFIX = "journal:"
@@ -97,14 +97,6 @@ def _retry_callback(liveness: Liveness) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=liveness.max_retry)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """`postgresql://` names SQLAlchemy's default PostgreSQL driver, psycopg 3; this project
-    installs psycopg2, so a bare `postgresql://` URL is pointed at it when psycopg is absent."""
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        return "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
 
 
 def is_journal(url: str) -> bool:
@@ -198,7 +190,7 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], liveness: Liveness) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(
-            sqlalchemy_url(url),
+            database_url(url),
             engine_kwargs=engine_kwargs,
             heartbeat_interval=liveness.heartbeat_interval,
             grace_period=liveness.grace_period,

@@ -51,8 +51,21 @@ CELL_RUNS_QUERY = (
 
 
 def tracking_uri(option: str | None = None) -> str:
-    """The store to use: the option, else MLFLOW_TRACKING_URI, else the local SQLite default."""
-    return option or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The store to use: the option, else MLFLOW_TRACKING_URI, else the local SQLite default;
+    a bare `postgresql://` URL names the driver installed (`database_url`)."""
+    return database_url(option or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+
+
+def database_url(url: str) -> str:
+    """`postgresql://` names SQLAlchemy 2's default PostgreSQL driver, psycopg 3, which the
+    `bench` extra does not install; its psycopg2 is named instead (`postgresql+psycopg2://`)
+    unless psycopg 3 is importable. Every store option (MLflow's and Optuna's) goes through
+    this, so a URL as users type it works everywhere."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
 
 
 def store_folder(uri: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from schema_race import lose_the_schema_race_once
 from bench.run.cell import cell_key
 from bench.run.grid import expand_cells, load_grid
 from bench.scale import queue, timing
+from bench.track.tracking import database_url
 
 URI = "sqlite:///unused/mlflow.db"
 
@@ -74,12 +76,12 @@ def test_other_database_errors_are_not_retried(
 
 
 def test_bare_postgresql_urls_use_the_installed_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queue.importlib.util, "find_spec", lambda name: None)
-    assert queue.sqlalchemy_url("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
-    assert queue.sqlalchemy_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
-    assert queue.sqlalchemy_url("sqlite:///x.db") == "sqlite:///x.db"
-    monkeypatch.setattr(queue.importlib.util, "find_spec", lambda name: object())
-    assert queue.sqlalchemy_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert database_url("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert database_url("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert database_url("sqlite:///x.db") == "sqlite:///x.db"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
 
 
 def test_a_remote_queue_with_local_sqlite_tracking_is_warned_about() -> None:
