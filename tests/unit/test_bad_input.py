@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from keypoint_sets import write_coco_set
+from keypoint_sets import write_coco_set, write_pts_set
 
+from adaloss.io import read_pts, write_pts
 from bench.cli import main
 
 GOOD_METHODS = "methods:\n  s: {schedule: fixed, sigma: 5}\n"
@@ -124,6 +125,30 @@ def shorten_keypoints(data: dict[str, Any]) -> None:
     data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:3]
 
 
+def move_a_keypoint(x: float) -> Callable[[dict[str, Any]], None]:
+    """The first keypoint of train.json's fifth annotation (id 40, image id 4) at `x` (COCO's
+    pixel-corner coordinates, -0.5 in pixel centres), still labelled."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["annotations"][4]["keypoints"][0] = x
+
+    return change
+
+
+def pts_folder_with_a_far_point(folder: Path) -> tuple[str, ...]:
+    """A `.pts` folder in ./mine whose face_003.pts puts its second point at x = 4000 in a
+    40 x 40 image, and a grid on it."""
+    write_pts_set(folder / "mine", k=3, count=12)
+    path = folder / "mine" / "face_003.pts"
+    points = read_pts(path)
+    points[1, 0] = 4000.0
+    write_pts(path, points)
+    (folder / "g.yaml").write_text(
+        "task: keypoints\ndata_source: mine\nlrs: [1e-3]\n" + GOOD_METHODS
+    )
+    return ("--grid", "g.yaml", "--profile", "smoke", "--device", "cpu")
+
+
 def no_change(export: Path) -> None:
     del export
 
@@ -159,6 +184,24 @@ CASES = [
         ("run",),
         "test.json: unknown landmark name 'elbow'",
         own_data(edit_json("test.json", rename_landmark)),
+    ),
+    Case(
+        "data: a keypoint far outside its image",
+        ("run",),
+        "train_4.png: landmark 'joint0' at pixel centre (x, y) = (-500.5,",
+        own_data(edit_json("train.json", move_a_keypoint(-500.0))),
+    ),
+    Case(
+        "data: a keypoint that is not a number",
+        ("run",),
+        "train.json: annotation 40 (image id 4) labels keypoint 0 at (inf,",
+        own_data(edit_json("train.json", move_a_keypoint(float("inf")))),
+    ),
+    Case(
+        "data: a .pts point outside its image",
+        ("run",),
+        "face_003.png: landmark 'p2' at pixel centre (x, y) = (4000,",
+        pts_folder_with_a_far_point,
     ),
     Case(
         "data: missing image",

@@ -50,6 +50,9 @@ def assemble(
     everything = [a for split in splits.values() for a in split]
     max_instances = max((len(a.instances) for a in everything), default=0)
     pixels = {n: [read_resized(a, image_size) for a in split] for n, split in splits.items()}
+    for name, split in splits.items():
+        for annotated, (_, on_disk) in zip(split, pixels[name], strict=True):
+            check_inside(annotated, on_disk, names)
     grey = all(is_grey(image) for split in pixels.values() for image, _ in split)
     sizes = Counter(on_disk for split in pixels.values() for _, on_disk in split)
     reference = sizes.most_common(1)[0][0] if sizes else image_size
@@ -89,6 +92,36 @@ def read_resized(
             "exported image"
         )
     return resize_image(image, image_size), on_disk
+
+
+# how far outside its image a labelled point may lie, in pixels: annotation tools let a click land
+# on the border, and pixel centres run from -0.5 to W - 0.5
+OUTSIDE_MARGIN = 1.0
+
+
+def check_inside(annotated: Annotated, on_disk: tuple[int, int], names: tuple[str, ...]) -> None:
+    """Every labelled point of `annotated` is finite and inside its (H, W) image, give or take
+    OUTSIDE_MARGIN; else ValueError naming the image, its origin, the landmark and the value. A
+    point outside would render no target, silently teaching "no landmark" on that image."""
+    height, width = on_disk
+    for instance in annotated.instances:
+        for name, (x, y) in zip(names, instance.tolist(), strict=True):
+            if np.isnan(x) and np.isnan(y):
+                continue  # not labelled
+            problem = None
+            if not (np.isfinite(x) and np.isfinite(y)):
+                problem = "is not a finite number"
+            elif not (
+                -0.5 - OUTSIDE_MARGIN <= x <= width - 0.5 + OUTSIDE_MARGIN
+                and -0.5 - OUTSIDE_MARGIN <= y <= height - 0.5 + OUTSIDE_MARGIN
+            ):
+                problem = f"lies outside the {width}x{height} image"
+            if problem is not None:
+                raise ValueError(
+                    f"{annotated.image}: landmark {name!r} at pixel centre (x, y) = ({x:g}, {y:g}) "
+                    f"({annotated.origin}) {problem}; fix the annotation, or leave the point "
+                    "unlabelled"
+                )
 
 
 def is_grey(image: FloatImage) -> bool:

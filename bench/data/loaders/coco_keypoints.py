@@ -154,9 +154,25 @@ def _instance(json_path: Path, annotation: dict[str, object], k: int) -> NDArray
             f"{annotation.get('image_id')}) has {count} keypoint values, expected {3 * k} (x, y, v "
             f"for each of the {k} landmarks); re-export the file"
         )
-    triples = np.asarray(values, dtype=np.float64).reshape(k, 3)
+    try:
+        triples = np.asarray(values, dtype=np.float64).reshape(k, 3)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{json_path}: annotation {annotation.get('id')} (image id "
+            f"{annotation.get('image_id')}) has keypoint values that are not numbers; re-export"
+        ) from None
     points = triples[:, :2] + COCO_TO_PIXEL_CENTRE
-    points[triples[:, 2] == 0] = np.nan
+    labelled = triples[:, 2] != 0
+    bad = labelled & ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{json_path}: annotation {annotation.get('id')} (image id "
+            f"{annotation.get('image_id')}) labels keypoint {index} at "
+            f"({triples[index, 0]:g}, {triples[index, 1]:g}), not a finite point; fix it or set "
+            "its v to 0 (not labelled)"
+        )
+    points[~labelled] = np.nan
     return points
 
 
