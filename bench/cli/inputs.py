@@ -138,6 +138,45 @@ def check_sqlite_file(url: str, what: str) -> None:
     if path.is_dir():
         raise ValueError(f"{what} {url}: {path} is a folder; name the database file inside it")
     check_writable_folder(path.parent, f"{what} {url}")
+    if path.exists():
+        check_sqlite_writable(path, f"{what} {url}")
+
+
+SQLITE_LOCK_WAIT_S = (
+    10  # a store busy with another run's write frees within this; a lock held longer is not
+)
+
+
+def check_sqlite_writable(path: Path, what: str) -> None:
+    """An existing SQLite file can be opened and written: not read-only (no write permission
+    for anyone, or a read-only file system), a database, and not locked by another process for
+    longer than SQLITE_LOCK_WAIT_S. The probe takes the write lock and rolls back: nothing is
+    written."""
+    import sqlite3
+    import stat
+
+    if not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise ValueError(
+            f"{what}: {path} is read-only (mode {stat.filemode(path.stat().st_mode)}); make it "
+            "writable or use another store"
+        )
+    try:
+        connection = sqlite3.connect(
+            f"file:{path.resolve()}?mode=rw", uri=True, timeout=SQLITE_LOCK_WAIT_S
+        )
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("PRAGMA schema_version").fetchone()
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        reason = str(error)
+        fix = {
+            "database is locked": "another process holds it; wait for it or use another store",
+            "file is not a database": "it is some other file; name a new or an MLflow database",
+        }.get(reason, "check the file or use another store")
+        raise ValueError(f"{what}: {path} cannot be written ({reason}); {fix}") from None
 
 
 def check_server(url: str, what: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -74,6 +75,23 @@ def a_folder(name: str) -> Callable[[Path], tuple[str, ...]]:
     def make(folder: Path) -> tuple[str, ...]:
         (folder / name).mkdir()
         return ("--grid", name)
+
+    return make
+
+
+def sqlite_store(
+    name: str, *, mode: int = 0o644, text: str | None = None
+) -> Callable[[Path], tuple[str, ...]]:
+    """An existing store file `name`: an empty SQLite database with `mode`, or `text`."""
+
+    def make(folder: Path) -> tuple[str, ...]:
+        path = folder / name
+        if text is None:
+            sqlite3.connect(path).close()
+        else:
+            path.write_text(text)
+        path.chmod(mode)
+        return ()
 
     return make
 
@@ -352,6 +370,24 @@ CASES = [
     ),
     Case("data root is a file", (*RUN, "--data-root", "blocker"), "--data-root", a_file("blocker")),
     Case(
+        "store file read-only",
+        (*RUN, "--tracking-uri", "sqlite:///ro.db"),
+        "ro.db is read-only (mode -r--r--r--)",
+        sqlite_store("ro.db", mode=0o444),
+    ),
+    Case(
+        "store file not a database",
+        (*RUN, "--tracking-uri", "sqlite:///notes.db"),
+        "notes.db cannot be written (file is not a database)",
+        sqlite_store("notes.db", text="my notes, not a database\n" * 100),
+    ),
+    Case(
+        "store is a folder",
+        (*RUN, "--tracking-uri", "sqlite:///mlflow.db"),
+        "mlflow.db is a folder",
+        lambda folder: ((folder / "mlflow.db").mkdir(), ())[1],
+    ),
+    Case(
         "queue scheme",
         ("run", "--grid", "cathdet", "--device", "cpu", "--queue", "foo://x"),
         "--queue foo://x",
@@ -468,6 +504,26 @@ def test_there_are_at_least_25_cases_across_the_commands() -> None:
 
 
 # Damaged files the harness wrote itself are recovered with one warning line, never a traceback.
+def test_a_locked_store_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.cli import inputs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(inputs, "SQLITE_LOCK_WAIT_S", 0.2)
+    holder = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # another process's long write, as SQLite sees it
+    try:
+        before = tree(tmp_path)
+        result = CliRunner().invoke(main, [*RUN, "--tracking-uri", "sqlite:///busy.db"])
+    finally:
+        holder.rollback()
+        holder.close()
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 2
+    assert "busy.db cannot be written (database is locked); another process holds it" in line
+    assert tree(tmp_path) == before
+
+
 def truncate_an_array(variant: Path) -> None:
     array = sorted(variant.glob("*.npy"))[0]
     array.write_bytes(array.read_bytes()[:100])
