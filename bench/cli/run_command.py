@@ -70,7 +70,7 @@ def run(
     from bench.data.sources import data_root as default_data_root
     from bench.run import grid as grids
     from bench.run import runner
-    from bench.track import tracking
+    from bench.track import claims, tracking
 
     if queue_url is not None and (force or fail_fast or jobs):
         raise click.UsageError(
@@ -138,6 +138,7 @@ def run(
                 profile=profile,
                 options=options,
                 command=shlex.join(["bench", *sys.argv[1:]]),
+                claims=claims.open_claims(uri),
             )
     except KeyboardInterrupt as error:
         click.echo(

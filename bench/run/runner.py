@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.run.cell import CellConfig, cell_key
 from bench.run.progress import Progress, cell_label, format_value
+from bench.track.claims import Claims, UnlockedClaims
 from bench.track.tracking import CELL_DONE, GridTracker, cell_status
 
 TrainFn = Callable[..., Any]
@@ -40,7 +41,8 @@ class CellReport:
     """One row of the final summary.
 
     outcome: finished | diverged | failed | killed | skipped (done before) | not run (after a
-    --fail-fast stop). validation: the last epoch's validation metric; test: the task's first
+    --fail-fast stop) | running elsewhere (another live process holds its claim; `error` says
+    which). validation: the last epoch's validation metric; test: the task's first
     summary metric.
     """
 
@@ -140,12 +142,17 @@ def plan(
 
 
 def run_cells(
-    cells: Sequence[CellConfig], tracker: GridTracker, options: RunOptions, progress: Progress
+    cells: Sequence[CellConfig],
+    tracker: GridTracker,
+    options: RunOptions,
+    progress: Progress,
+    claims: Claims | None = None,
 ) -> list[CellReport]:
-    """Trains `cells` in order (or over `options.jobs` processes); one report per cell."""
+    """Trains `cells` in order (or over `options.jobs` processes), each once this process holds
+    its claim (`bench.track.claims`; None: no other runner to fear); one report per cell."""
     # a process that would never get a cell only takes threads from the ones that do
     options = dataclasses.replace(options, jobs=min(options.jobs, max(1, len(cells))))
-    session = _Session(tracker, options, progress)
+    session = _Session(tracker, options, progress, claims or UnlockedClaims())
     if options.force:
         for cell in cells:
             shutil.rmtree(options.checkpoint_root / cell_key(cell), ignore_errors=True)
@@ -157,6 +164,8 @@ def run_cells(
     except KeyboardInterrupt:
         session.kill_open()
         raise
+    finally:
+        session.claims.close()
     done = {cell_key(report.cell) for report in session.reports}
     not_run = [CellReport(cell, "not run") for cell in cells if cell_key(cell) not in done]
     return session.reports + not_run
@@ -172,11 +181,13 @@ def run_grid(
     options: RunOptions,
     command: str,
     progress: Callable[[int], Progress] = Progress,
+    claims: Claims | None = None,
 ) -> list[CellReport]:
     """Skips done cells, opens the parent run, trains the rest, closes the parent run.
 
-    Returns the reports of skipped cells, then those of the cells this call ran. No parent run is
-    opened when nothing is left to run. Ctrl-C closes the parent run KILLED and re-raises.
+    Returns the reports of skipped cells, then those of the cells this call ran (or found
+    running elsewhere: `claims`). No parent run is opened when nothing is left to run. Ctrl-C
+    closes the parent run KILLED and re-raises.
     """
     from bench.track.orphans import close_orphans, mark_superseded
     from bench.track.tracking import ROLE_TAG, cell_runs, environment_tags, running_runs
@@ -204,7 +215,7 @@ def run_grid(
             tracker.interrupted.setdefault(run.data.tags["cell_key"], []).append(run)
     display = progress(len(to_run))
     try:
-        reports = run_cells(to_run, tracker, options, display)
+        reports = run_cells(to_run, tracker, options, display, claims)
     except KeyboardInterrupt:
         display.close()
         tracker.finish("KILLED", {"skipped": len(skipped)})
@@ -290,9 +301,32 @@ class _Session:
     tracker: GridTracker
     options: RunOptions
     progress: Progress
+    claims: Claims
     reports: list[CellReport] = field(default_factory=list)
     open: dict[str, _OpenCell] = field(default_factory=dict)
     stopped: bool = False
+
+    def claim(self, cell: CellConfig) -> bool:
+        """Whether this process may train `cell` now: it holds the cell's claim, and no run
+        finished it since this invocation planned (another runner may have, just before);
+        else the cell is reported as running elsewhere or skipped, and its claim let go."""
+        from bench.track.tracking import finished_run
+
+        key = cell_key(cell)
+        if not self.claims.try_claim(key):
+            holder = self.claims.holder(key)
+            self.reports.append(CellReport(cell, "running elsewhere", error=holder))
+            self.progress.note(f"{cell_label(cell)}: running elsewhere ({holder})")
+            return False
+        finished = None
+        if not self.options.force:
+            finished = finished_run(self.tracker.client, self.tracker.experiment_id, key)
+        if finished is not None:
+            self.claims.release(key)
+            self.reports.append(CellReport(cell, "skipped", run_id=finished.info.run_id))
+            self.progress.note(f"{cell_label(cell)}: finished elsewhere meanwhile")
+            return False
+        return True
 
     def begin(self, cell: CellConfig, slot: int, device: str) -> str:
         key = cell_key(cell)
@@ -344,6 +378,7 @@ class _Session:
         self, key: str, outcome: str, *, test: float | None = None, error: str | None = None
     ) -> None:
         entry = self.open.pop(key)
+        self.claims.release(key)
         seconds = time.perf_counter() - entry.started
         self.reports.append(
             CellReport(
@@ -371,6 +406,8 @@ def _run_inline(cells: Sequence[CellConfig], session: _Session, options: RunOpti
     for cell in cells:
         if session.stopped:
             return
+        if not session.claim(cell):
+            continue
         key = session.begin(cell, 0, options.device)
         try:
             result = train(
@@ -417,8 +454,10 @@ def _run_processes(cells: Sequence[CellConfig], session: _Session, options: RunO
     try:
         while True:
             while idle and pending and not session.stopped:
-                slot = idle.pop(0)
                 cell = pending.popleft()
+                if not session.claim(cell):
+                    continue
+                slot = idle.pop(0)
                 busy[slot] = session.begin(cell, slot, devices[slot])
                 inboxes[slot].put(cell)
             if not busy:

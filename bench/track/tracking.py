@@ -96,8 +96,9 @@ def store_exists(uri: str) -> bool:
 def open_store(uri: str) -> MlflowClient:
     """A client on `uri`, with the store's folders and database tables created.
 
-    Call it once in the parent process before any worker starts: two processes creating the same
-    SQLite schema at once crash each other.
+    Two processes creating the same SQLite schema at once crash each other, so on a SQLite store
+    the first touch (which runs the migrations) holds a lock file beside the database: two
+    `bench run`s started together on a new store create it one after the other.
     """
     from mlflow import MlflowClient
 
@@ -109,8 +110,16 @@ def open_store(uri: str) -> MlflowClient:
     # A tracking server's client prints "View run ... at URL" to stdout at every run's end,
     # into the summary tables; the runs' links are one click away in the UI anyway.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    client = MlflowClient(tracking_uri=uri)
-    client.search_experiments(max_results=1)  # touches the store: runs migrations once, here
+    if not uri.startswith("sqlite:///"):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # touches the store: runs migrations once, here
+        return client
+    import fcntl
+
+    with open(store_folder(uri) / ".create.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
     return client
 
 
@@ -183,6 +192,16 @@ def cell_runs(client: MlflowClient, experiment_id: str) -> dict[str, list[Any]]:
     for run in search_all_runs(client, experiment_id, "tags.cell_key LIKE '%'"):
         runs.setdefault(run.data.tags["cell_key"], []).append(run)
     return runs
+
+
+def finished_run(client: MlflowClient, experiment_id: str, key: str) -> Any | None:
+    """The newest FINISHED run of cell `key`, or None."""
+    found = search_all_runs(
+        client,
+        experiment_id,
+        f"tags.cell_key = '{key}' and attributes.status = 'FINISHED'",
+    )
+    return found[0] if found else None
 
 
 def running_runs(client: MlflowClient, experiment_id: str) -> list[Any]:
