@@ -124,6 +124,22 @@ synthetic_task_option = click.option(
     help="A task with synthetic data (its model, batch and image size).",
 )
 
+
+def perf_device_option(help_text: str) -> Any:
+    """`--device cpu|cuda` of the speed benchmarks (no auto: a timing names its device)."""
+    return click.option(
+        "--device",
+        type=click.Choice(["cpu", "cuda"]),
+        default="cpu",
+        show_default=True,
+        help=help_text,
+    )
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object instead of text."
+)
+
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K."
 )

@@ -24,7 +24,12 @@ from typing import Any
 
 import click
 
-from bench.cli.options import size_profile_option, synthetic_task_option
+from bench.cli.options import (
+    json_option,
+    perf_device_option,
+    size_profile_option,
+    synthetic_task_option,
+)
 
 WARM_UP_STEPS = 2
 
@@ -62,14 +67,8 @@ class Workload:
 @click.option(
     "--repeats", default=2, show_default=True, type=click.IntRange(min=1), help="Rounds each."
 )
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where the processes train (cuda: all on the first GPU, bf16 as the trainer).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@perf_device_option("Where the processes train (cuda: all on the first GPU, bf16 as the trainer).")
+@json_option
 def jobs(
     task_name: str,
     profile: str,

@@ -31,6 +31,8 @@ import click
 
 from bench.cli.options import (
     data_root_option,
+    json_option,
+    perf_device_option,
     size_profile_option,
     synthetic_task_option,
     torch_threads_option,
@@ -48,13 +50,7 @@ GOAL_OVERHEAD = 0.10
 @click.option(
     "--repeats", default=5, show_default=True, type=click.IntRange(min=1), help="Timed epochs each."
 )
-@click.option(
-    "--device",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
-    show_default=True,
-    help="Where both loops train.",
-)
+@perf_device_option("Where both loops train.")
 @click.option(
     "--bf16/--no-bf16",
     default=None,
@@ -72,7 +68,7 @@ GOAL_OVERHEAD = 0.10
     help="Train on this many random images of the profile's shape instead of the task's "
     "generated data (no generation: the speed does not depend on the content).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@json_option
 @torch_threads_option
 @data_root_option
 def trainer(
