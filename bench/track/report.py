@@ -307,14 +307,16 @@ def store_budgets(uri: str, grid: str, profile: str | None = None) -> list[int]:
     return run_budgets([run for run in runs if run.data.tags.get("profile") == profile])
 
 
-def run_epochs(run: Any) -> int:
-    """The budget (epochs) a cell run was configured with."""
-    return int(run.data.params["epochs"])
+def run_epochs(run: Any) -> int | None:
+    """The budget (epochs) a cell run was configured with; None for a run that does not say
+    (one recorded by hand, without the cell's params)."""
+    epochs = run.data.params.get("epochs")
+    return None if epochs is None else int(epochs)
 
 
 def run_budgets(runs: Sequence[Any]) -> list[int]:
-    """The distinct budgets of cell runs, ascending."""
-    return sorted({run_epochs(run) for run in runs})
+    """The distinct budgets the cell runs state, ascending."""
+    return sorted({epochs for run in runs if (epochs := run_epochs(run)) is not None})
 
 
 def select_runs(runs: Sequence[Any]) -> list[Any]:
