@@ -198,14 +198,17 @@ def _enqueue(
 
 
 def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> str:
-    """key, task, method, lr, seed and MLflow status of every cell (and its state in the queue);
-    reads the store, creates nothing."""
+    """key, task, method, lr, seed (and the epochs, for a grid of several budgets) and MLflow
+    status of every cell (and its state in the queue); reads the store, creates nothing."""
     from bench.run.cell import cell_key
     from bench.track import tracking
 
     runs_by_key = tracking.existing_cell_runs(uri, cells[0].grid) if cells else {}
     checkpoint_root = tracking.store_folder(uri) / "checkpoints"
-    header: tuple[str, ...] = ("cell_key", "task", "method", "lr", "seed", "status")
+    budgets = len({cell.epochs for cell in cells}) > 1
+    header: tuple[str, ...] = (
+        "cell_key", "task", "method", "lr", "seed", *(("epochs",) if budgets else ()), "status",
+    )  # fmt: skip
     queued: dict[str, str] | None = None
     if queue_url is not None and cells:
         from bench.scale import queue
@@ -224,6 +227,7 @@ def _dry_run_table(cells: list[CellConfig], uri: str, queue_url: str | None) -> 
             cell.method,
             f"{cell.lr:g}",
             str(cell.seed),
+            *((str(cell.epochs),) if budgets else ()),
             tracking.cell_state_text(
                 runs_by_key.get(key, []), _checkpoint_epoch(checkpoint_root, key)
             ),

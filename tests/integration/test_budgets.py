@@ -48,6 +48,13 @@ def test_budgets_and_a_clock_run_and_report_end_to_end(tmp_path: Path, tracking_
     assert {r.data.params["schedule.updates"] for r in clock} == {"6"}
     assert all("schedule.updates" not in r.data.params for r in runs if r not in clock)
 
+    dry = CliRunner().invoke(main, ["run", *common, "--profile", "smoke", "--dry-run"])
+    assert dry.exit_code == 0, dry.stderr
+    header, *rows = dry.stdout.strip().splitlines()
+    assert header.split() == ["cell_key", "task", "method", "lr", "seed", "epochs", "status"]
+    assert sorted(row.split()[5] for row in rows) == ["2", "2", "2", "3", "3", "3"]
+    assert {row.split()[6] for row in rows} == {"done"}
+
     out = tmp_path / "report"
     reported = CliRunner().invoke(main, ["report", *common, "--out", str(out), "--no-overlays"])
     assert reported.exit_code == 0, (reported.stderr, reported.exception)
