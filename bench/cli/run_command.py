@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,7 @@ def run(
     from bench.data.sources import data_root as default_data_root
     from bench.run import grid as grids
     from bench.run import runner
+    from bench.run.progress import duration_text
     from bench.track import claims, tracking
 
     if queue_url is not None and (force or fail_fast or jobs):
@@ -128,6 +130,7 @@ def run(
         f"{_seeds_label(cells)}, device {device}, up to {options.jobs} at once); tracking in {uri}",
         err=True,
     )
+    started = time.monotonic()
     try:
         with cli_options.sigterm_as_interrupt():
             reports = runner.run_grid(
@@ -153,6 +156,9 @@ def run(
             err=True,
         )
     click.echo(runner.summary_table(reports, data_root))
+    trained = sum(report.outcome not in ("skipped", "running elsewhere") for report in reports)
+    wall = duration_text(time.monotonic() - started)
+    click.echo(f"grid {grid.name}: {trained} cell(s) trained in {wall} of wall time", err=True)
     click.echo(
         f"compare the cells in the MLflow UI (README, 'mlflow ui'): "
         f"{tracking.comparison_url('http://127.0.0.1:5000', experiment_id)}",

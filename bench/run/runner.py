@@ -153,6 +153,7 @@ def run_cells(
     # a process that would never get a cell only takes threads from the ones that do
     options = dataclasses.replace(options, jobs=min(options.jobs, max(1, len(cells))))
     session = _Session(tracker, options, progress, claims or UnlockedClaims())
+    progress.plan(cells, options.jobs)
     if options.force:
         for cell in cells:
             shutil.rmtree(options.checkpoint_root / cell_key(cell), ignore_errors=True)
