@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -38,6 +40,11 @@ from bench.cli.options import EXIT_CODES_HELP, BadInput, grid_experiment, tracki
     help="Pair every other method with this method label (an ablation's baseline) instead of "
     "pairing the adaptive schedules with the best fixed sigma.",
 )
+@click.option(
+    "--mlflow-url",
+    help="The MLflow UI's address (e.g. http://127.0.0.1:5000): report.html links each cell to "
+    "its run there.",
+)
 @tracking_uri_option
 def report(
     grid_name: str,
@@ -46,6 +53,7 @@ def report(
     out: Path | None,
     overlays: bool,
     reference: str | None,
+    mlflow_url: str | None,
     tracking_uri: str | None,
 ) -> None:
     """Tables (mean +- std over seeds, beside the paper's numbers) and figures of a grid's runs."""
@@ -70,8 +78,11 @@ def report(
         ]
     except ValueError as error:  # ReportError and the checks of bench.cli.inputs
         raise BadInput(str(error)) from None
+    command = shlex.join(["bench", *sys.argv[1:]])
     if len(results) == 1:
-        written = reports.write_report(results[0], folder, fmt, overlays=overlays)
+        written = reports.write_report(
+            results[0], folder, fmt, overlays=overlays, command=command, mlflow_url=mlflow_url
+        )
         click.echo(reports.render(results[0], fmt))
     else:
         from bench.track.budget import write_budget_report

@@ -637,20 +637,33 @@ def metric_families(metrics: Sequence[str]) -> dict[str, list[str]]:
 
 
 def write_report(
-    report: Report, folder: Path, fmt: str = "md", *, overlays: bool = True
+    report: Report,
+    folder: Path,
+    fmt: str = "md",
+    *,
+    overlays: bool = True,
+    command: str = "",
+    mlflow_url: str | None = None,
 ) -> list[Path]:
-    """Writes summary.md, summary.csv, comparison.csv (and summary.json for fmt json), figures
-    and (unless `overlays` is False) overlays under `folder`, logs the folder to the newest
-    parent run, and returns the summary files."""
+    """Writes summary.md, summary.csv, comparison.csv (and summary.json for fmt json), figures,
+    (unless `overlays` is False) overlays and report.html (`bench.track.html_report`: the
+    `command` that made it, cells linked to `mlflow_url`) under `folder`, logs the folder to the
+    newest parent run, and returns the summary files and the page."""
+    from bench.track.html_report import write_html
+
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "summary.md", folder / "summary.csv", folder / "comparison.csv"]
-    written[0].write_text(markdown(report), encoding="utf-8")
+    summary = markdown(report)
+    written[0].write_text(summary, encoding="utf-8")
     written[1].write_text(render(report, "csv"), encoding="utf-8")
     written[2].write_text(report.comparison.to_csv(index=False), encoding="utf-8")
     if fmt == "json":
         written.append(folder / "summary.json")
         written[-1].write_text(render(report, "json"), encoding="utf-8")
     write_figures(report, folder, overlays=overlays)
+    written.append(
+        write_html(report, folder, command=command, mlflow_url=mlflow_url, summary=summary)
+    )
     if report.parent_run_id is not None:
         report.client.log_artifacts(report.parent_run_id, str(folder), "report")
     return written

@@ -191,3 +191,41 @@ def test_the_readme_url_opens_on_the_cell_runs(
     missing = [name for name in names if name not in dom.stdout]
     assert not missing, f"{len(missing)} of {len(names)} cell runs not on {url} (see {shot})"
     assert shot.exists()
+
+
+def test_the_parent_run_shows_the_report_in_the_ui(
+    server: str, smoke_grid: Any, tmp_path: Path
+) -> None:
+    """`bench report` through the server logs the report folder, report.html with it, to the
+    grid's parent run; the run's artifact page in the UI lists it."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    reported = CliRunner().invoke(
+        main,
+        ["report", "--grid", "cathdet", "--profile", "smoke", "--tracking-uri", server,
+         "--out", str(tmp_path / "report"), "--no-overlays"],
+    )  # fmt: skip
+    assert reported.exit_code == 0, reported.stderr
+    experiment = call(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=cathdet")
+    experiment_id = experiment["experiment"]["experiment_id"]
+    runs = call(server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    (parent,) = [
+        run
+        for run in runs
+        if {t["key"]: t["value"] for t in run["data"]["tags"]}.get("bench.role") == "parent"
+    ]
+    run_id = parent["info"]["run_id"]
+    listed = call(server, f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=report")
+    assert "report/report.html" in {item["path"] for item in listed["files"]}
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
+    url = f"{server}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/report/report.html"
+    dom = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180, check=False,
+    ).stdout  # fmt: skip
+    assert "report.html" in dom, f"the run page at {url} does not list the report"
