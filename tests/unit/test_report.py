@@ -222,13 +222,19 @@ def test_written_files_figures_and_parent_artifacts(store: tuple[str, str], tmp_
         "summary.csv",
         "comparison.csv",
         "summary.json",
+        "report.html",
     ]
     csv = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert csv.set_index("method").loc["sigma5", "test_distance"] == pytest.approx(5.0)
     for figure in ("validation_per_epoch.png", "sigma_per_epoch.png"):
         assert (tmp_path / "out" / "figures" / figure).stat().st_size > 10_000
     logged = {a.path for a in report.client.list_artifacts(parent_id, "report")}
-    assert {"report/summary.md", "report/summary.csv", "report/figures"} <= logged
+    assert {
+        "report/summary.md",
+        "report/summary.csv",
+        "report/figures",
+        "report/report.html",
+    } <= logged
 
 
 def test_adaloss_is_paired_with_the_best_fixed_sigma_of_its_lr(store: tuple[str, str]) -> None:
