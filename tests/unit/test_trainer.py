@@ -249,6 +249,44 @@ def test_the_default_clock_replays_through_a_fresh_schedule(data_root: Path) -> 
     assert len(set(logged)) > 1  # the rule moved sigma, so the replay is not trivially equal
 
 
+def test_with_unit_iteration_every_batch_renders_the_sigma_of_the_step_before(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # smoke CathDet: 3 batches an epoch; a linear decay from 8 heatmap px by 1 a step, stepped
+    # after every batch: the batches render 8, 7, 6 | 5, 4, 3 (a stale sigma would repeat one)
+    rendered: list[float] = []
+
+    def spy_render(points: torch.Tensor, sigma: torch.Tensor, *args: Any, **kw: Any) -> Any:
+        rendered.append(float(sigma[0]))
+        return render_heatmaps(points, sigma, *args, **kw)
+
+    monkeypatch.setattr(trainer, "render_heatmaps", spy_render)
+    config = ScheduleConfig(kind="linear", sigma0=8.0, k=1.0, sigma_ref=None, unit="iteration")
+    result = train_cell(smoke_cell(schedule=config, epochs=2), data_root=data_root)
+    assert rendered == [8.0, 7.0, 6.0, 5.0, 4.0, 3.0]
+    assert [record["sigma/tip"] for record in result.history] == [6.0, 3.0]
+
+
+def test_bf16_autocast_on_the_cpu_gives_finite_float32_losses_close_to_fp32() -> None:
+    # the CUDA path's autocast, exercised where CI runs: CPU autocast supports bfloat16
+    points = torch.rand(16, 2, 2, generator=torch.Generator().manual_seed(1)) * 10 + 3
+    images = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    split = Split(images, points)
+    stats = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = UNet(1, 2, width=4, depth=2, kernel_size=3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        loop = LoopConfig(batch_size=8, device=torch.device("cpu"), bf16=bf16)
+        stats[bf16] = run_epoch(
+            model, optimizer, FixedSigma(2, 1.5), split, loop, torch.Generator().manual_seed(3)
+        )
+    assert stats[True].finite and stats[True].landmark_losses.dtype == torch.float64
+    torch.testing.assert_close(
+        stats[True].landmark_losses, stats[False].landmark_losses, rtol=0.05, atol=1e-4
+    )
+
+
 def test_cell_logs_one_dict_per_epoch_with_every_metric(data_root: Path) -> None:
     recorder = EpochRecorder()
     cell = smoke_cell(schedule=ScheduleConfig(kind="fixed", sigma=40.0, sigma_ref=256))
@@ -312,13 +350,48 @@ def test_interrupted_and_resumed_cell_matches_an_uninterrupted_one(
     }
 
 
-def test_finished_cell_rerun_only_evaluates(data_root: Path, tmp_path: Path) -> None:
-    cell = smoke_cell(epochs=1)
+class EpochCounter:
+    """Wraps `trainer.run_epoch` and counts the epochs actually trained."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = trainer.run_epoch
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "run_epoch", counted)
+
+
+def test_finished_cell_rerun_only_evaluates(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cell = smoke_cell(epochs=2)
     first = train_cell(cell, checkpoint_dir=tmp_path, data_root=data_root)
+    counter = EpochCounter(monkeypatch)
     recorder = EpochRecorder()
     again = train_cell(cell, on_epoch=recorder, checkpoint_dir=tmp_path, data_root=data_root)
-    assert recorder.epochs == [1]
+    assert counter.calls == 0  # the checkpoint after the last epoch holds everything
+    assert recorder.epochs == [1, 2]  # replayed, not trained
     assert again.final_metrics["test_distance"] == first.final_metrics["test_distance"]
+
+
+def test_a_resumed_cell_trains_only_the_epochs_after_its_checkpoint(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cell = smoke_cell(epochs=5)
+    with pytest.raises(KeyboardInterrupt):  # checkpoint after epoch 2; stopped after epoch 3
+        train_cell(
+            cell,
+            on_epoch=EpochRecorder(interrupt_at=3),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+            data_root=data_root,
+        )
+    counter = EpochCounter(monkeypatch)
+    train_cell(cell, checkpoint_dir=tmp_path, checkpoint_every=2, data_root=data_root)
+    assert counter.calls == 3  # epochs 3-5; a resume that restored nothing would train 5
 
 
 @pytest.mark.parametrize("unit", ["epoch", "iteration"])
