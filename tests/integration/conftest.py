@@ -91,8 +91,28 @@ def postgres() -> PostgresServer:
             _start_local_cluster()
         problem = _reachable(server)
     if problem is not None:
-        pytest.skip(f"no PostgreSQL server at {server.host}:{server.port} ({problem})")
+        service_missing(f"no PostgreSQL server at {server.host}:{server.port} ({problem})")
     return server
+
+
+def service_missing(reason: str) -> None:
+    """Skip a test whose service (PostgreSQL, Chromium) is missing here, but fail it in CI
+    (`CI` set), where `.ci/run` provides them: a green skip there would hide a broken setup."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must provide it (.ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The headless browser of the page tests: Debian's chromium, which .ci/run installs."""
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        service_missing("Chromium is not installed (Debian's chromium package)")
+    assert found is not None
+    return found
 
 
 @pytest.fixture

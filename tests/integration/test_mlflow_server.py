@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -151,15 +150,12 @@ CHROMIUM_FLAGS = (
 
 
 def test_the_readme_url_opens_on_the_cell_runs(
-    server: str, smoke_grid: Any, tmp_path: Path
+    server: str, smoke_grid: Any, tmp_path: Path, chromium: str
 ) -> None:
     """The URL `bench run` prints (README) shows the grid's cell runs in headless Chromium; the
     experiment and parent run carry descriptions, and each finished cell its dataset input."""
     from bench.track.tracking import comparison_url
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
     experiment = call(server, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=cathdet")
     experiment_id = experiment["experiment"]["experiment_id"]
     experiment_tags = {t["key"]: t["value"] for t in experiment["experiment"]["tags"]}
@@ -194,7 +190,7 @@ def test_the_readme_url_opens_on_the_cell_runs(
 
 
 def test_the_parent_run_shows_the_report_in_the_ui(
-    server: str, smoke_grid: Any, tmp_path: Path
+    server: str, smoke_grid: Any, tmp_path: Path, chromium: str
 ) -> None:
     """`bench report` through the server logs the report folder, report.html with it, to the
     grid's parent run; the run's artifact page in the UI lists it."""
@@ -220,9 +216,6 @@ def test_the_parent_run_shows_the_report_in_the_ui(
     listed = call(server, f"/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=report")
     assert "report/report.html" in {item["path"] for item in listed["files"]}
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
     url = f"{server}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/report/report.html"
     dom = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],

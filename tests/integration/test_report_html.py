@@ -6,7 +6,6 @@ decoded, the verdict and the cells' links into the MLflow UI."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,11 +29,8 @@ CHROMIUM = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", *OF
 
 
 def test_the_report_page_opens_offline_with_every_table_and_figure(
-    tmp_path: Path, tracking_uri: str
+    tmp_path: Path, tracking_uri: str, chromium: str
 ) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian's chromium package; .ci/run installs it)")
     grid = tmp_path / "page.yaml"
     grid.write_text(GRID)
     common = ["--grid", str(grid), "--tracking-uri", tracking_uri]
