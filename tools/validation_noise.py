@@ -55,31 +55,23 @@ def reference_model(task_name: str, seed: int, work: Path) -> tuple[Any, Any]:
     return state["model"], cell
 
 
-def synthetic_params(task_name: str) -> Any:
-    """The quick profile's parameters of the task's generator."""
-    import importlib
-
-    from bench.tasks import task_entry
-
-    return importlib.import_module(str(task_entry(task_name).synthetic)).PROFILES["quick"]
-
-
 def shipped_validation_size(task_name: str) -> int:
-    params = synthetic_params(task_name)
+    from bench.data.sources import profile_params
+
+    params = profile_params(task_name, "quick")
     return int(params.n_val + getattr(params, "n_val_appended", 0))
 
 
 def pool_dataset(task_name: str, pool: int, seed: int) -> Any:
     """`pool` validation images of the quick profile's generator and nothing else, drawn from a
     seed the trained cell's splits do not use."""
-    import importlib
-
+    from bench.data.sources import import_module, profile_params
     from bench.tasks import task_entry
 
-    module = importlib.import_module(str(task_entry(task_name).synthetic))
-    params = synthetic_params(task_name)
+    params = profile_params(task_name, "quick")
+    generator = import_module(task_name, str(task_entry(task_name).synthetic))
     counts = {name: 0 for name in COUNT_FIELDS if hasattr(params, name)}
-    return module.generate(dataclasses.replace(params, n_val=pool, **counts), seed=1000 + seed)
+    return generator.generate(dataclasses.replace(params, n_val=pool, **counts), seed=1000 + seed)
 
 
 def bootstrap_se(metric_of: Any, n_pool: int, n: int, resamples: int, rng: Any) -> float:

@@ -211,17 +211,14 @@ def random_dataset(task_name: str, profile: str, images: int) -> Any:
     """`images` random training images of the profile's shape and channels with random points
     inside them (one instance per landmark), under the task's layout; no validation or test
     images but one each, which the timing never uses."""
-    import importlib
-
     import torch
 
     from bench.data.dataset import LandmarkDataset, Split
-    from bench.tasks import fixed_layout, task_entry
+    from bench.data.sources import profile_image_size
+    from bench.tasks import fixed_layout
 
     layout = fixed_layout(task_name)
-    height, width = (
-        importlib.import_module(str(task_entry(task_name).synthetic)).PROFILES[profile].image_size
-    )
+    height, width = profile_image_size(task_name, profile)
     generator = torch.Generator().manual_seed(0)
     k = len(layout.landmark_names)
 
