@@ -239,6 +239,15 @@ class SigmaSchedule(ABC):
         sigma = _per_landmark("state['sigma']", state["sigma"], self.num_landmarks)
         steps = _positive_int("state['steps']", state["steps"], 0)
         history = state["history"]
+        recorded = tuple(torch.as_tensor(history["step"]).shape)
+        for field in _RECORD_FIELDS:
+            shape = tuple(torch.as_tensor(history[field]).shape)
+            if len(recorded) != 1 or shape != (*recorded, self.num_landmarks):
+                raise ValueError(
+                    f"{name}.load_state_dict: history[{field!r}] has shape {shape} and "
+                    f"history['step'] {recorded}; a state holds (T, {self.num_landmarks}) and "
+                    "(T,), one row per recorded step"
+                )
         records = [
             StepRecord(
                 step=int(history["step"][i]),
@@ -471,6 +480,11 @@ class Adaloss(SigmaSchedule):
             raise ValueError(
                 f"Adaloss.load_state_dict: recent_counts {counts.tolist()} do not add up to the "
                 f"{recent.shape[0]} rows of recent_losses"
+            )
+        if len(counts) > self.window or bool((counts < 1).any()):
+            raise ValueError(
+                f"Adaloss.load_state_dict: recent_counts {counts.tolist()} must be at most "
+                f"window={self.window} steps of at least one loss each"
             )
         steps = int(state["steps"])
         previous_loss = state.get(

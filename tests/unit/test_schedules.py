@@ -357,3 +357,63 @@ def test_keep_history_false_records_nothing() -> None:
     sigma = run(schedule, [[x] for x in HAND_LOSSES])[:, 0]
     np.testing.assert_allclose(sigma, HAND_SIGMA, atol=1e-12)
     assert schedule.history == []
+
+
+def malformed(change):
+    """An Adaloss(2, 4.0) state after 5 hand steps, with `change(state)` applied."""
+    schedule = Adaloss(2, 4.0, window=3)
+    run(schedule, [[x, x / 2] for x in HAND_LOSSES[:5]])
+    state = schedule.state_dict()
+    change(state)
+    return state
+
+
+def set_history(field: str, value: torch.Tensor):
+    return lambda state: state["history"].__setitem__(field, value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.__setitem__("sigma", torch.ones(3)),
+            r"state\['sigma'\] must be .*shape \(2,\)",
+        ),
+        (lambda s: s.__setitem__("sigma", torch.tensor([1.0, math.nan])), "must be finite"),
+        (lambda s: s.__setitem__("steps", -1), r"state\['steps'\]"),
+        (set_history("sigma", torch.ones(5, 3)), r"history\['sigma'\] has shape \(5, 3\)"),
+        (set_history("loss", torch.ones(4, 2)), r"history\['loss'\] has shape \(4, 2\).*\(5,\)"),
+        (set_history("step", torch.ones(5, 1)), r"history\['step'\] \(5, 1\)"),
+        (lambda s: s.__setitem__("recent_losses", torch.ones(3)), r"recent_losses .*\(n, 2\)"),
+        (lambda s: s.__setitem__("recent_losses", torch.ones(3, 1)), r"recent_losses .*\(n, 2\)"),
+        # three rows of losses, but counts that say 1 + 1 = 2 of them
+        (lambda s: s.__setitem__("recent_counts", torch.tensor([1, 1])), "do not add up to the 3"),
+        (lambda s: s.__setitem__("recent_counts", torch.tensor([4, -1])), "at least one loss each"),
+        (
+            lambda s: (
+                s.__setitem__("recent_losses", torch.ones(4, 2)),
+                s.__setitem__("recent_counts", torch.ones(4, dtype=torch.int64)),
+            ),
+            "at most window=3",
+        ),
+        (
+            lambda s: s.__setitem__("previous_variance", torch.ones(3)),
+            r"previous_variance .*\(2,\)",
+        ),
+        (lambda s: s.__setitem__("age", torch.ones(2, 1)), r"age must have shape \(2,\)"),
+    ],
+)
+def test_a_malformed_state_is_refused_and_leaves_the_schedule_as_it_was(change, message) -> None:
+    state = malformed(change)
+    schedule = Adaloss(2, 4.0, window=3)
+    run(schedule, [[1.0, 2.0], [3.0, 1.0]])
+    before = schedule.state_dict()
+    with pytest.raises(ValueError, match=message):
+        schedule.load_state_dict(state)
+    after = schedule.state_dict()
+    assert after["steps"] == 2 and torch.equal(after["sigma"], before["sigma"])
+    for key in ("recent_losses", "recent_counts", "previous_variance", "previous_loss", "age"):
+        torch.testing.assert_close(after[key], before[key], equal_nan=True, rtol=0, atol=0)
+    assert len(schedule.history) == 2
+    # and the unchanged state loads: the refusals above are about the damage alone
+    Adaloss(2, 4.0, window=3).load_state_dict(malformed(lambda s: None))
