@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adaloss.decode import decode_argmax, decode_peaks
+from adaloss.decode import _dark_offsets, decode_argmax, decode_peaks
 from adaloss.targets import render_heatmaps
 
 
@@ -124,6 +124,29 @@ def test_dark_falls_back_to_quarter_on_a_saddle_log_hessian() -> None:
     heatmaps = one_map([[0.9, 0.8, 0.1], [0.8, 1.0, 0.85], [0.1, 0.8, 0.9]])
     dark, _ = decode_argmax(heatmaps, refine="dark")
     assert dark[0, 0].tolist() == [1.25, 1.0]
+
+
+def test_dark_falls_back_to_quarter_when_its_step_leaves_the_window() -> None:
+    # log h = -A v^2 - B (u - |m|)^2 with u, v the coordinates along and across (3, 1) / sqrt(10):
+    # a narrow ridge whose top m = (1.5, 0.5) lies 1.5 px from the centre in x, outside the
+    # 3 x 3 window, while the centre is still the largest sample (A = 30 > 21 B). Central
+    # differences are exact for a quadratic, so DARK's fit finds m, and must not trust it.
+    a, b, top = 30.0, 1.0, math.sqrt(1.5**2 + 0.5**2)
+    xs = torch.arange(-2.0, 3.0, dtype=torch.float64)
+    x, y = xs[None, :], xs[:, None]
+    along, across = (3 * x + y) / math.sqrt(10), (x - 3 * y) / math.sqrt(10)
+    heatmap = torch.exp(-a * across**2 - b * (along - top) ** 2)  # centre (2, 2) of a 5 x 5 map
+    heatmap[[0, -1], :] = 0.0
+    heatmap[:, [0, -1]] = 0.0
+    assert int(heatmap.argmax()) == 2 * 5 + 2
+    dark, _ = decode_argmax(heatmap[None, None], refine="dark")
+    # quarter: sign(h(1, 0) - h(-1, 0)) = +, sign(h(0, 1) - h(0, -1)) = + (exponents -3.4 > -9.4,
+    # -28.6 > -30.6): (2.25, 2.25); the fit's (3.5, 2.5) would have been taken without the bound
+    assert dark[0, 0].tolist() == [2.25, 2.25]
+    # the fit itself did find the far top, and marked it untrusted
+    offsets, valid = _dark_offsets(heatmap[None, None], torch.tensor([[2]]), torch.tensor([[2]]))
+    torch.testing.assert_close(offsets[0, 0], torch.tensor([1.5, 0.5], dtype=torch.float64))
+    assert not bool(valid)
 
 
 def test_points_are_float32_for_half_heatmaps() -> None:

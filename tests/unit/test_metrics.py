@@ -67,6 +67,21 @@ def face_example() -> tuple[torch.Tensor, torch.Tensor]:
     return pred, target
 
 
+def test_nme_is_nan_where_a_normalising_landmark_is_nan() -> None:
+    pred, target = face_example()
+    # image 1 loses an outer eye corner (36): its inter-ocular distance, and so its NME, is NaN;
+    # image 0 keeps 6/68/15. Under (0, 1) the NaN corner is not a normaliser: 6/67/1 there.
+    target[1, 36] = math.nan
+    values = nme(pred, target)
+    assert values[0].item() == pytest.approx(6 / 68 / 15) and math.isnan(values[1].item())
+    pairs = nme(pred, target, normalizer=(0, 1))
+    assert pairs.tolist() == pytest.approx([6 / 68 / 1, 6 / 66 / 1])  # 36 and 2 unlabelled
+    target[0, 1] = math.nan  # now a normaliser of image 0 under (0, 1)
+    pairs = nme(pred, target, normalizer=(0, 1))
+    assert math.isnan(pairs[0].item()) and pairs[1].item() == pytest.approx(6 / 66)
+    assert math.isnan(nme(pred, target, normalizer="inter-pupil")[1].item())
+
+
 def test_nme_inter_ocular_hand_example() -> None:
     pred, target = face_example()
     expected = torch.tensor([6 / 68 / 15, 6 / 67 / 15], dtype=torch.float64)
