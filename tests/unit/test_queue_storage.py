@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages import RDBStorage
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 from schema_race import lose_the_schema_race_once
 
@@ -253,3 +256,37 @@ def test_help_of_the_scale_out_commands_imports_no_heavy_library(command: str) -
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+class CountingHeartbeat(BaseHeartbeat):
+    """A heartbeat storage that counts beats and says when the `wanted`-th came."""
+
+    def __init__(self, interval: float, wanted: int) -> None:
+        self.interval, self.wanted = interval, wanted
+        self.beats: list[int] = []
+        self.enough = threading.Event()
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.beats.append(trial_id)
+        if len(self.beats) >= self.wanted:
+            self.enough.set()
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return []
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.interval  # type: ignore[return-value]  # seconds; a float keeps the test short
+
+    def get_heartbeat_stale_trial_callback(self) -> None:
+        return None
+
+
+def test_the_heartbeat_keeps_beating_until_the_block_ends() -> None:
+    storage = CountingHeartbeat(interval=0.01, wanted=5)
+    with queue.heartbeat(storage, 7):  # type: ignore[arg-type]
+        # a long cell: the block lasts until the fifth beat, however slow the machine
+        assert storage.enough.wait(timeout=60), f"only {len(storage.beats)} beats in 60 s"
+    stopped_at = len(storage.beats)
+    time.sleep(0.1)  # ten intervals: a thread still running would have beaten again
+    assert len(storage.beats) == stopped_at >= 5
+    assert set(storage.beats) == {7}
