@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from click.testing import CliRunner
 from keypoint_sets import write_coco_set, write_pts_set
 
@@ -468,6 +469,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     monkeypatch.chdir(tmp_path)
     for variable in ("MLFLOW_TRACKING_URI", "ADALOSS_DATA_ROOT", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(variable, raising=False)
+    # every case means the same on a GPU machine: `--device cuda` must be refused, not trained
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     extra = case.make(tmp_path) if case.make else ()
     before = tree(tmp_path)
     result = CliRunner().invoke(main, [*case.args, *extra])
