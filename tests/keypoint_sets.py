@@ -56,11 +56,15 @@ def write_coco_set(
     counts: dict[str, int] | None = None,
     sizes: tuple[tuple[int, int], ...] = ((48, 64),),
     hidden_every: int = 0,
+    unlabelled_every: int = 0,
     seed: int = 0,
 ) -> Written:
     """train.json and test.json (and images/) under `folder`. Image i has size sizes[i % len];
-    with max_instances > 1 image i has 1 + i % max_instances instances. hidden_every > 0 marks
-    landmark 0 of every hidden_every-th image v = 0 (not labelled)."""
+    with max_instances > 1 image i has 1 + i % max_instances instances. hidden_every > 0 leaves
+    landmark 0 out of every hidden_every-th image: not drawn, and v = 0 (not labelled).
+    unlabelled_every > 0 draws landmark 0 of every unlabelled_every-th training image but marks
+    it v = 0, as an annotator who skipped it would; the images are those of the fully labelled
+    set with the same seed."""
     rng = np.random.default_rng(seed)
     names = [f"joint{i}" for i in range(k)]
     written = Written(names)
@@ -87,10 +91,11 @@ def write_coco_set(
             images.append(
                 {"id": image_id, "file_name": file_name, "width": width, "height": height}
             )
+            skipped = split == "train" and unlabelled_every and i % unlabelled_every == 0
             for m, instance in enumerate(points):
                 values: list[float] = []
-                for x, y in instance:
-                    labelled = not np.isnan(x)
+                for j, (x, y) in enumerate(instance):
+                    labelled = not np.isnan(x) and not (skipped and j == 0)
                     values += [x + 0.5, y + 0.5, 2] if labelled else [0.0, 0.0, 0]
                 annotations.append(
                     {

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from adaloss.losses import landmark_mse
+from adaloss.losses import labelled, landmark_mse
 from adaloss.metrics import model_ntv
 from adaloss.schedules import Adaloss, SigmaSchedule
 from adaloss.targets import render_heatmaps
@@ -166,6 +166,14 @@ def train_cell(
         normalize=settings.normalize,
         bf16=uses_bf16(torch_device),
     )
+    training_points = dataset.split("train").points
+    if loop.keep_iteration_losses and training_points.ndim == 3 and training_points.isnan().any():
+        # that reading's variance runs over every batch's loss, so a landmark some batch does
+        # not label would enter it as a loss of 0
+        raise ValueError(
+            f"{cell.method}: variance_of: iteration_losses needs every training point labelled, "
+            "and these data leave some out (NaN, COCO v = 0); use variance_of: epoch_means"
+        )
 
     with deterministic_algorithms(torch_device):
         seed_everything(cell.seed)
@@ -234,6 +242,13 @@ def run_epoch(
     step after the last batch), each time with the mean per-landmark loss of the images since
     its previous step; only those steps wait for the device. A non-finite loss ends the epoch
     without stepping: the cell has diverged.
+
+    With one instance per landmark, (B, K, 2) points, a NaN point is a label the annotator left
+    out: it weighs nothing in the loss, in the epoch's and the schedule's loss means and in the
+    target energy, and a due step waits for the next batch of the epoch that labels every
+    landmark not labelled since the last step (one still waiting at the epoch's end is dropped).
+    With several instances, (B, K, N, 2), NaN means "no instance here", and the all-zero target
+    is what the model must learn.
     """
     started = time.perf_counter()
     model.train()
@@ -243,6 +258,7 @@ def run_epoch(
     k = train.points.shape[1]
     batches = math.ceil(len(train) / loop.batch_size)
     loss_sum = torch.zeros(k, dtype=torch.float64, device=loop.device)
+    labels = torch.zeros(k, dtype=torch.float64, device=loop.device)
     interval = _Interval(k, loop.device)
     for batch, start in enumerate(range(0, len(train), loop.batch_size)):
         index = order[start : start + loop.batch_size]
@@ -254,16 +270,22 @@ def run_epoch(
         images = images.contiguous(memory_format=loop.memory_format)
         with torch.autocast(loop.device.type, dtype=torch.bfloat16, enabled=loop.bf16):
             heatmaps = model(images)
-        losses = landmark_mse(heatmaps.float(), targets)  # (K,)
+        weight = labelled(points) if points.ndim == 3 else None  # (B, K), see above
+        losses = landmark_mse(heatmaps.float(), targets, weight)  # (K,)
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(losses.mean())
         optimizer.step()
         batch_losses = losses.detach()
-        loss_sum += batch_losses.double() * len(index)
-        interval.add(batch_losses, targets if loop.target_energy else None, len(index))
-        if update_due(batch, batches, loop.updates_per_epoch):
+        counts = _labelled_counts(weight, len(index), k, loop.device)
+        loss_sum += batch_losses.double() * counts
+        labels += counts
+        interval.add(batch_losses, targets if loop.target_energy else None, weight, counts)
+        if update_due(batch, batches, loop.updates_per_epoch) or interval.overdue:
             if not bool(torch.isfinite(interval.loss_sum).all()):
                 break  # the schedule refuses non-finite losses; the epoch has diverged
+            if not bool((interval.labels > 0).all()):
+                interval.overdue = True  # a landmark has no label since the last step: wait
+                continue
             step_losses = interval.iteration_losses() if loop.keep_iteration_losses else None
             sigma = step_schedule(
                 schedule,
@@ -272,7 +294,8 @@ def run_epoch(
             ).to(loop.device, torch.float32)
             interval = _Interval(k, loop.device)
     finite = torch.isfinite(loss_sum).all() & all_finite(model)
-    landmark_losses = (loss_sum / len(train)).cpu()  # the epoch's one host sync
+    # the epoch's one host sync; a landmark labelled nowhere in the split has loss 0
+    landmark_losses = (loss_sum / labels.clamp_min(1)).cpu()
     return EpochStats(
         landmark_losses=landmark_losses,
         sigma=rendered.cpu().double(),
@@ -288,33 +311,50 @@ def update_due(batch: int, batches: int, updates: int) -> bool:
     return (batch + 1) * updates // batches > batch * updates // batches
 
 
+def _labelled_counts(weight: Tensor | None, images: int, k: int, device: torch.device) -> Tensor:
+    """(K,) float64: how many images of the batch label each landmark (all of them when every
+    point counts)."""
+    if weight is None:
+        return torch.full((k,), float(images), dtype=torch.float64, device=device)
+    return weight.sum(dim=0).double()
+
+
 class _Interval:
     """The losses (and target energies) of the iterations since the schedule's last step,
-    summed on the device: float64 sums weighted by each batch's images, and each batch's (K,)
-    losses for the "iteration_losses" reading."""
+    summed on the device: float64 sums weighted by each landmark's labelled images, and each
+    batch's (K,) losses for the "iteration_losses" reading. `overdue`: a due step was put off
+    because a landmark had no label yet; it is taken after the next batch that brings one."""
 
     def __init__(self, k: int, device: torch.device) -> None:
         self.loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
         self.energy_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        self.images = 0
+        self.labels = torch.zeros(k, dtype=torch.float64, device=device)
         self.batches: list[Tensor] = []
+        self.overdue = False
 
-    def add(self, losses: Tensor, targets: Tensor | None, images: int) -> None:
-        self.loss_sum += losses.double() * images
+    def add(
+        self, losses: Tensor, targets: Tensor | None, weight: Tensor | None, counts: Tensor
+    ) -> None:
+        self.loss_sum += losses.double() * counts
         self.batches.append(losses.double())
-        if targets is not None:
+        if targets is None:
+            pass
+        elif weight is None:  # the batch mean, computed as it always was: same bits
             energy = targets.square().mean(dim=(0, *range(2, targets.ndim)))  # (K,)
-            self.energy_sum += energy.double() * images
-        self.images += images
+            self.energy_sum += energy.double() * counts
+        else:
+            per_image = targets.square().mean(dim=tuple(range(2, targets.ndim)))  # (B, K)
+            self.energy_sum += (per_image * weight).double().sum(dim=0)
+        self.labels += counts
 
     def mean_losses(self) -> Tensor:
-        return (self.loss_sum / self.images).cpu()
+        return (self.loss_sum / self.labels).cpu()
 
     def iteration_losses(self) -> Tensor:
         return torch.stack(self.batches).cpu()
 
     def mean_energy(self) -> Tensor:
-        return (self.energy_sum / self.images).cpu()
+        return (self.energy_sum / self.labels).cpu()
 
 
 def step_schedule(schedule: SigmaSchedule, losses: Tensor, target_energy: Tensor | None) -> Tensor:

@@ -126,6 +126,60 @@ def test_epoch_loss_is_the_mean_over_images_of_the_batch_losses() -> None:
     assert stats.finite
 
 
+def test_unlabelled_points_weigh_nothing_in_the_epoch_loss_or_the_schedule_steps() -> None:
+    # 10 images in batches of 4, 4, 2 and lr 0, landmark 1 unlabelled (NaN) on 4 of them: its
+    # loss means run over the 6 images that label it, landmark 0's over all 10; the schedule,
+    # stepped after every batch, sees each batch's mean over its labelled images. Recomputed
+    # here image by image, straight from the definition.
+    points = torch.rand(10, 2, 2, generator=torch.Generator().manual_seed(0)) * 10 + 3
+    points[[0, 3, 4, 8], 1] = math.nan
+    images = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    model = UNet(1, 2, width=2, depth=1, kernel_size=3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    loop = LoopConfig(batch_size=4, device=torch.device("cpu"), updates_per_epoch=3)
+    spy = SpySchedule(2, 1.5)
+    stats = run_epoch(
+        model, optimizer, spy, Split(images, points), loop, torch.Generator().manual_seed(7)
+    )
+
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7))
+    total, labelled_images = (
+        torch.zeros(2, dtype=torch.float64),
+        torch.zeros(2, dtype=torch.float64),
+    )
+    steps = []
+    with torch.no_grad():
+        for batch in order.split(4):
+            target = render_heatmaps(points[batch], 1.5, (16, 16))
+            per_image = (model(images[batch]) - target).square().mean(dim=(2, 3)).double()
+            labelled = ~torch.isnan(points[batch]).any(dim=-1)
+            total += (per_image * labelled).sum(dim=0)
+            labelled_images += labelled.sum(dim=0)
+            steps.append((per_image * labelled).sum(dim=0) / labelled.sum(dim=0))
+    assert labelled_images.tolist() == [10.0, 6.0]
+    torch.testing.assert_close(stats.landmark_losses, total / labelled_images)
+    assert len(spy.calls) == 3
+    for call, expected in zip(spy.calls, steps, strict=True):
+        torch.testing.assert_close(call.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_a_due_step_waits_for_a_batch_that_labels_every_landmark() -> None:
+    # batches of 2 (by the drawn order); landmark 1 unlabelled on the first batch's images only:
+    # the step due after batch 1 is taken after batch 2 with both batches' losses, then one a
+    # batch: 4 steps for 5 batches.
+    points = torch.rand(10, 2, 2, generator=torch.Generator().manual_seed(0)) * 10 + 3
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7))
+    points[order[:2], 1] = math.nan
+    images = torch.rand(10, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    model = UNet(1, 2, width=2, depth=1, kernel_size=3)
+    loop = LoopConfig(batch_size=2, device=torch.device("cpu"), updates_per_epoch=5)
+    spy = SpySchedule(2, 1.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    run_epoch(model, optimizer, spy, Split(images, points), loop, torch.Generator().manual_seed(7))
+    assert len(spy.calls) == 4
+
+
 # --- train_cell ------------------------------------------------------------------------------
 
 
@@ -213,8 +267,8 @@ def test_an_updates_clock_steps_mid_epoch_with_the_mean_loss_since_the_last_step
 
     real_mse = trainer.landmark_mse
 
-    def spy_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        losses = real_mse(pred, target)
+    def spy_mse(pred: torch.Tensor, target: torch.Tensor, weight: Any = None) -> torch.Tensor:
+        losses = real_mse(pred, target, weight)
         batch_losses.append(losses.detach().double().clone())
         return losses
 
@@ -402,9 +456,9 @@ def test_nan_loss_ends_the_cell_as_diverged(
     batches = []
     real_mse = trainer.landmark_mse
 
-    def poisoned(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def poisoned(pred: torch.Tensor, target: torch.Tensor, weight: Any = None) -> torch.Tensor:
         batches.append(1)
-        losses = real_mse(pred, target)
+        losses = real_mse(pred, target, weight)
         return losses * math.nan if len(batches) > 3 else losses
 
     monkeypatch.setattr(trainer, "landmark_mse", poisoned)
