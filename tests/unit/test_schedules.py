@@ -417,3 +417,11 @@ def test_a_malformed_state_is_refused_and_leaves_the_schedule_as_it_was(change, 
     assert len(schedule.history) == 2
     # and the unchanged state loads: the refusals above are about the damage alone
     Adaloss(2, 4.0, window=3).load_state_dict(malformed(lambda s: None))
+
+
+def test_a_schedule_that_keeps_no_history_loads_none_from_a_state() -> None:
+    keeping = Adaloss(1, 3.0)
+    run(keeping, [[x] for x in HAND_LOSSES[:4]])
+    light = Adaloss(1, 3.0, keep_history=False)
+    light.load_state_dict(keeping.state_dict())
+    assert light.history == [] and light.steps_taken == 4

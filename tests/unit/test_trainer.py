@@ -636,3 +636,49 @@ def test_iteration_losses_and_target_energy_reach_the_schedule(
     sigma0 = min(dataset.image_size) / 4
     expected = render_heatmaps(train.points, sigma0, dataset.image_size).square().mean()
     assert float(energy[0]) == pytest.approx(float(expected), rel=1e-5)
+
+
+# --- survivors of `tox -e mutation` (CONTRIBUTING.md) -----------------------------------------
+
+
+def test_restore_returns_every_field_the_checkpoint_recorded() -> None:
+    model = UNet(1, 1, width=2, depth=1, kernel_size=3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    schedule = FixedSigma(1, 2.0)
+    recorded = trainer.TrainingState(
+        epoch=3,
+        history=[{"train_loss": 0.5}, {"train_loss": 0.4}, {"train_loss": 0.3}],
+        sigma=torch.tensor([2.0], dtype=torch.float64),
+        train_images=120,
+        train_seconds=7.5,
+    )
+    state = trainer.checkpoint_state("k", recorded, model, optimizer, schedule, wall_time_s=9.25)
+    again = trainer.restore(state, model, optimizer, FixedSigma(1, 2.0), torch.device("cpu"))
+    assert (again.epoch, again.history, again.train_images) == (3, recorded.history, 120)
+    assert (again.train_seconds, again.wall_time_s) == (7.5, 9.25)
+    assert again.sigma is not None and torch.equal(again.sigma, recorded.sigma)
+
+
+def test_the_cell_s_learning_rate_and_epoch_generators_reach_training(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rates: list[float] = []
+    seeds: list[int] = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params: Any, lr: float = 1e-3, **options: Any) -> None:
+            rates.append(lr)
+            super().__init__(params, lr=lr, **options)
+
+    real_epoch = trainer.run_epoch
+
+    def recording_epoch(*args: Any) -> Any:
+        seeds.append(args[-1].initial_seed())  # the epoch's generator, as train_cell made it
+        return real_epoch(*args)
+
+    monkeypatch.setattr(trainer.torch.optim, "Adam", RecordingAdam)
+    monkeypatch.setattr(trainer, "run_epoch", recording_epoch)
+    train_cell(smoke_cell(lr=3e-4, seed=5, epochs=2), data_root=data_root)
+    assert rates == [3e-4]
+    assert seeds == [trainer.epoch_generator(5, epoch).initial_seed() for epoch in (1, 2)]
+    assert seeds[0] != seeds[1]
