@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adaloss.losses import labelled, landmark_mse
+
 # Thaler et al.'s defaults (Payer's cephalometric setting used alpha 20 with sigma^2).
 GAMMA, ALPHA = 100.0, 5.0
 
@@ -106,9 +108,6 @@ def learned_sigma_loss(
         (K,) losses, differentiable with respect to `pred` and `sigma`.
     """
     target = constant_mass_heatmaps(points, sigma, pred.shape[-2:], gamma=gamma)
-    per_image = (pred.to(target.dtype) - target).square().mean(dim=(-2, -1))  # (B, K)
-    labelled = (~torch.isnan(points).any(dim=-1)).to(per_image.dtype)
-    count = labelled.sum(dim=0)
-    fit = (per_image * labelled).sum(dim=0) / count.clamp_min(1)
+    fit = landmark_mse(pred.to(target.dtype), target, labelled(points))
     area = sigma.square() if sigma.ndim == 1 else sigma.prod(dim=-1)
     return fit + alpha * area

@@ -34,6 +34,13 @@ def landmark_mse(pred: Tensor, target: Tensor, weight: Tensor | None = None) -> 
             f"weight must be (B, K) = {tuple(pred.shape[:2])}, got {tuple(weight.shape)}"
         )
     per_image = (pred - target).square().mean(dim=list(range(2, pred.ndim)))  # (B, K)
+    return weighted_image_mean(per_image, weight)
+
+
+def weighted_image_mean(per_image: Tensor, weight: Tensor) -> Tensor:
+    """(B, K) per-image values and (B, K) weights -> (K,) ``sum_b w_bk v_bk / sum_b w_bk``, and 0
+    (with no gradient) for a landmark whose weights are all 0: the reduction every loss here
+    uses to leave unlabelled landmarks out."""
     weight = weight.to(per_image.dtype)
     total = weight.sum(dim=0)
     return (per_image * weight).sum(dim=0) / torch.where(total > 0, total, torch.ones_like(total))

@@ -17,6 +17,7 @@ import math
 import torch
 from torch import Tensor
 
+from adaloss.losses import labelled, weighted_image_mean
 from adaloss.targets import render_heatmaps
 
 # The paper's regulariser: Gaussian width 1 heatmap pixel, weight 1.
@@ -84,8 +85,9 @@ def soft_argmax_loss(
         )
     height, width = logits.shape[-2:]
     maps = spatial_softmax(logits)
-    labelled = ~torch.isnan(points).any(dim=-1)
-    safe_points = torch.where(labelled[..., None], points, torch.zeros_like(points)).float()
+    labelled_weight = labelled(points)  # (B, K)
+    safe_points = torch.where(labelled_weight[..., None] > 0, points, torch.zeros_like(points))
+    safe_points = safe_points.float()
     half_extent = torch.tensor([width / 2, height / 2], device=logits.device)
     distance = ((expected_points(maps) - safe_points) / half_extent).norm(dim=-1)  # (B, K)
     per_image = distance
@@ -93,9 +95,5 @@ def soft_argmax_loss(
         gaussian = render_heatmaps(safe_points, sigma_t, (height, width))
         gaussian = gaussian / gaussian.sum(dim=(-2, -1), keepdim=True).clamp_min(math.ulp(1.0))
         per_image = per_image + js_weight * js_divergence(maps, gaussian)
-    weights = labelled.to(per_image.dtype)
-    if weight is not None:
-        weights = weights * weight.to(per_image.dtype)
-    total = (per_image * weights).sum(dim=0)
-    count = weights.sum(dim=0)
-    return torch.where(count > 0, total / count.clamp_min(math.ulp(1.0)), torch.zeros_like(total))
+    weights = labelled_weight if weight is None else labelled_weight * weight
+    return weighted_image_mean(per_image, weights)

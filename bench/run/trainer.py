@@ -337,15 +337,15 @@ class _Interval:
     ) -> None:
         self.loss_sum += losses.double() * counts
         self.batches.append(losses.double())
+        self.labels += counts
         if targets is None:
-            pass
-        elif weight is None:  # the batch mean, computed as it always was: same bits
+            return
+        if weight is None:  # the batch mean, computed as it always was: same bits
             energy = targets.square().mean(dim=(0, *range(2, targets.ndim)))  # (K,)
             self.energy_sum += energy.double() * counts
         else:
             per_image = targets.square().mean(dim=tuple(range(2, targets.ndim)))  # (B, K)
             self.energy_sum += (per_image * weight).double().sum(dim=0)
-        self.labels += counts
 
     def mean_losses(self) -> Tensor:
         return (self.loss_sum / self.labels).cpu()
